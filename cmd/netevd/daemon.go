@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/netevd/netevd/internal/action/script"
+	"github.com/netevd/netevd/internal/config"
+	"github.com/netevd/netevd/internal/event"
+	"github.com/netevd/netevd/internal/pipeline"
+	nlsource "github.com/netevd/netevd/internal/source/netlink"
+	"github.com/netevd/netevd/internal/state"
+	"github.com/netevd/netevd/internal/version"
+)
+
+type daemonOptions struct {
+	configPath string
+	logLevel   string
+	logFormat  string
+	dryRun     bool
+}
+
+// loadConfig resolves the config file, the environment and the flags into
+// one validated Config.
+func loadConfig(opts daemonOptions) (*config.Config, error) {
+	cfg, err := config.Resolve(opts.configPath, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if opts.logLevel != "" {
+		cfg.System.LogLevel = opts.logLevel
+	}
+	if opts.logFormat != "" {
+		cfg.System.LogFormat = opts.logFormat
+	}
+	return cfg, nil
+}
+
+// resolveBackend maps the configured backend onto what this build runs.
+// The network-manager backends (systemd-networkd, NetworkManager, dhclient)
+// are not built yet, so every choice runs on kernel events alone ("none").
+func resolveBackend(configured string, log *slog.Logger) string {
+	switch configured {
+	case config.BackendNone:
+	case config.BackendAuto:
+		log.Info("backend auto: no manager backend in this build; using kernel events", "backend", config.BackendNone)
+	default:
+		log.Warn("backend not supported by this build; using kernel events only",
+			"configured", configured, "backend", config.BackendNone)
+	}
+	return config.BackendNone
+}
+
+func scriptConfig(cfg *config.Config, dryRun bool) script.Config {
+	return script.Config{
+		Dir:              cfg.System.ScriptsDir,
+		Timeout:          cfg.Scripts.Timeout,
+		KillGrace:        cfg.Scripts.KillGrace,
+		AllowUnsafeNames: cfg.System.AllowUnsafeNames,
+		DryRun:           dryRun,
+	}
+}
+
+func runDaemon(ctx context.Context, opts daemonOptions) error {
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	level, err := parseLevel(cfg.System.LogLevel)
+	if err != nil {
+		return err
+	}
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	log, err := newLogger(os.Stderr, cfg.System.LogFormat, lv)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "version", version.String(), "config", opts.configPath,
+		"config_read", cfg.Source.Read, "dry_run", opts.dryRun)
+
+	backend := resolveBackend(cfg.System.Backend, log)
+	runner, err := script.New(scriptConfig(cfg, opts.dryRun), log.With("component", "script"))
+	if err != nil {
+		return err
+	}
+	if !opts.dryRun {
+		if err := runner.EnsureDirs(); err != nil {
+			return err
+		}
+	}
+	src, err := nlsource.New(nlsource.Options{}, log.With("component", "netlink"))
+	if err != nil {
+		return err
+	}
+
+	var current atomic.Pointer[config.Config]
+	current.Store(cfg)
+	start := time.Now()
+	var p *pipeline.Pipeline
+	p = pipeline.New(pipeline.Config{
+		Sources: []pipeline.Source{src},
+		Actions: []pipeline.Action{runner},
+		Model:   state.New(backend),
+		Admit: func(c event.Change) bool {
+			return c.Link.Index == 0 || current.Load().Monitored(c.Link.Name)
+		},
+		MaxParallel: cfg.Scripts.MaxParallel,
+		Log:         log,
+		OnReady: func() {
+			log.Info("ready", "links", len(p.Model().Snapshot()), "startup", time.Since(start).Round(time.Microsecond))
+			notify(log, daemon.SdNotifyReady)
+		},
+	})
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go reloadOnHUP(ctx, opts, &current, lv, log)
+	go func() {
+		<-ctx.Done()
+		log.Info("stopping")
+		notify(log, daemon.SdNotifyStopping)
+	}()
+
+	runErr := p.Run(ctx)
+	st := p.Stats()
+	log.Info("stopped", "events", st.Events, "changes", st.Changes, "coalesced", st.Coalesced,
+		"action_runs", st.ActionRuns, "action_errors", st.ActionErrors, "dropped", st.Dropped)
+	if runErr != nil {
+		return runErr
+	}
+	return nil
+}
+
+func notify(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "state", state, "error", err)
+	}
+}
+
+// reloadOnHUP rebuilds the config on SIGHUP. The new config is validated in
+// full before it replaces the old one; on any error the old one stays.
+// monitoring.* and the log level take effect at once; other keys need a
+// restart, and the log says which.
+func reloadOnHUP(ctx context.Context, opts daemonOptions, current *atomic.Pointer[config.Config], lv *slog.LevelVar, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		notify(log, daemon.SdNotifyReloading)
+		next, err := loadConfig(opts)
+		if err == nil {
+			var level slog.Level
+			if level, err = parseLevel(next.System.LogLevel); err == nil {
+				lv.Set(level)
+			}
+		}
+		if err != nil {
+			log.Error("reload failed; keeping the running config", "error", err)
+			notify(log, daemon.SdNotifyReady)
+			continue
+		}
+		old := current.Swap(next)
+		var restart []string
+		for _, key := range config.Diff(old, next) {
+			if !strings.HasPrefix(key, "monitoring.") && key != "system.log_level" {
+				restart = append(restart, key)
+			}
+		}
+		if len(restart) > 0 {
+			log.Warn("reloaded; these changes take effect at the next restart", "keys", strings.Join(restart, ","))
+		} else {
+			log.Info("reloaded")
+		}
+		notify(log, daemon.SdNotifyReady)
+	}
+}

@@ -1,0 +1,242 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Validate checks every value and returns every problem, each naming its
+// key path and, when known, the file and line or the environment variable
+// it came from (see Problems). It also rewrites the enumerated values to
+// their canonical spelling ("WARNING" → "warn", "networkd" →
+// "systemd-networkd"), so call it before using the config, after ApplyEnv.
+func (c *Config) Validate() error {
+	var l errorList
+	c.validateSystem(&l)
+	c.validateScripts(&l)
+	c.validateMonitoring(&l)
+	c.validateRouting(&l)
+	c.validateBackends(&l)
+	c.validateAPI(&l)
+	c.validateMetricsAudit(&l)
+	c.validateFilters(&l)
+	l.sortByLine()
+	return l.join()
+}
+
+func (c *Config) validateSystem(l *errorList) {
+	s := &c.System
+	if v, err := CanonicalLogLevel(s.LogLevel); err != nil {
+		c.problemf(l, "system.log_level", nil, "%v", err)
+	} else {
+		s.LogLevel = v
+	}
+	switch v := strings.ToLower(s.LogFormat); v {
+	case FormatText, FormatJSON:
+		s.LogFormat = v
+	default:
+		c.problemf(l, "system.log_format", nil, "unknown log format %q (want text or json)", s.LogFormat)
+	}
+	if v, err := CanonicalBackend(s.Backend); err != nil {
+		c.problemf(l, "system.backend", nil, "%v", err)
+	} else {
+		s.Backend = v
+	}
+	c.absPath(l, "system.scripts_dir", s.ScriptsDir, false)
+}
+
+func (c *Config) validateScripts(l *errorList) {
+	s := c.Scripts
+	if s.Timeout <= 0 {
+		c.problemf(l, "scripts.timeout", nil, "must be a positive duration, got %v", s.Timeout)
+	}
+	if s.KillGrace <= 0 {
+		c.problemf(l, "scripts.kill_grace", nil, "must be a positive duration, got %v", s.KillGrace)
+	}
+	if s.MaxParallel < 1 {
+		c.problemf(l, "scripts.max_parallel", nil, "must be at least 1, got %d", s.MaxParallel)
+	}
+}
+
+func (c *Config) validateMonitoring(l *errorList) {
+	c.globs(l, "monitoring.interfaces", c.Monitoring.Interfaces)
+	c.globs(l, "monitoring.ignore", c.Monitoring.Ignore)
+}
+
+func (c *Config) globs(l *errorList, key string, pats []string) {
+	for i, p := range pats {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if err := checkGlob(p); err != nil {
+			c.problemf(l, k, nil, "%v", err)
+		}
+	}
+}
+
+func checkGlob(p string) error {
+	if p == "" {
+		return fmt.Errorf("empty pattern")
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("bad glob %q (path.Match syntax: * ? [a-z] \\x)", p)
+	}
+	return nil
+}
+
+func (c *Config) validateRouting(l *errorList) {
+	seen := map[string]int{}
+	for i, name := range c.Routing.PolicyRules {
+		k := fmt.Sprintf("routing.policy_rules[%d]", i)
+		if !ValidInterfaceName(name) {
+			c.problemf(l, k, nil, "%q is not an interface name (1-15 of A-Z a-z 0-9 . _ -)", name)
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			c.problemf(l, k, nil, "%q is listed twice (also routing.policy_rules[%d])", name, j)
+			continue
+		}
+		seen[name] = i
+	}
+}
+
+func (c *Config) validateBackends(l *errorList) {
+	c.absPath(l, "backends.dhclient.lease_file", c.Backends.Dhclient.LeaseFile, false)
+}
+
+func (c *Config) validateAPI(l *errorList) {
+	a := c.API
+	if _, err := netip.ParseAddr(a.BindAddress); err != nil {
+		c.problemf(l, "api.bind_address", nil, "%q is not an IP address", a.BindAddress)
+	}
+	c.port(l, "api.port", a.Port)
+	c.absPath(l, "api.socket", a.Socket, true)
+	if a.TLS.Enabled {
+		also := []string{"api.tls.enabled", "api.tls"}
+		if a.TLS.CertFile == "" {
+			c.problemf(l, "api.tls.cert_file", also, "required when api.tls.enabled is true")
+		}
+		if a.TLS.KeyFile == "" {
+			c.problemf(l, "api.tls.key_file", also, "required when api.tls.enabled is true")
+		}
+	}
+}
+
+func (c *Config) validateMetricsAudit(l *errorList) {
+	c.port(l, "metrics.port", c.Metrics.Port)
+	c.absPath(l, "audit.path", c.Audit.Path, false)
+	if c.Audit.RetentionDays < 0 {
+		c.problemf(l, "audit.retention_days", nil, "must be 0 (keep all) or more, got %d", c.Audit.RetentionDays)
+	}
+}
+
+func (c *Config) validateFilters(l *errorList) {
+	for i := range c.Filters {
+		f := &c.Filters[i]
+		k := fmt.Sprintf("filters[%d]", i)
+		switch v := strings.ToLower(f.Action); v {
+		case ActionExecute, ActionIgnore, ActionLog:
+			f.Action = v
+		case "":
+			c.problemf(l, k+".action", []string{k}, "required: execute, ignore or log")
+		default:
+			c.problemf(l, k+".action", []string{k}, "unknown action %q (want execute, ignore or log)", f.Action)
+		}
+		m := &f.MatchRule
+		mk := k + ".match_rule"
+		if m.InterfacePattern != "" {
+			if err := checkGlob(m.InterfacePattern); err != nil {
+				c.problemf(l, mk+".interface_pattern", nil, "%v", err)
+			}
+		}
+		switch v := strings.ToLower(m.IPFamily); v {
+		case "", FamilyIPv4, FamilyIPv6, FamilyAny:
+			m.IPFamily = v
+		default:
+			c.problemf(l, mk+".ip_family", nil, "unknown IP family %q (want ipv4, ipv6 or any)", m.IPFamily)
+		}
+		if m.Backend != "" {
+			v, err := CanonicalBackend(m.Backend)
+			switch {
+			case err != nil:
+				c.problemf(l, mk+".backend", nil, "%v", err)
+			case v == BackendAuto:
+				c.problemf(l, mk+".backend", nil, "an event's backend is never %q; name the backend", BackendAuto)
+			default:
+				m.Backend = v
+			}
+		}
+		for j, s := range f.Scripts {
+			if strings.TrimSpace(s) == "" {
+				c.problemf(l, fmt.Sprintf("%s.scripts[%d]", k, j), nil, "empty script name")
+			}
+		}
+	}
+}
+
+func (c *Config) port(l *errorList, key string, p int) {
+	if p < 1 || p > 65535 {
+		c.problemf(l, key, nil, "must be a port between 1 and 65535, got %d", p)
+	}
+}
+
+func (c *Config) absPath(l *errorList, key, p string, emptyOK bool) {
+	switch {
+	case p == "" && emptyOK:
+	case p == "":
+		c.problemf(l, key, nil, "must not be empty")
+	case !filepath.IsAbs(p):
+		c.problemf(l, key, nil, "must be an absolute path, got %q", p)
+	}
+}
+
+// CanonicalLogLevel returns the canonical name (debug, info, warn, error)
+// of a log level, accepting any case and the aliases "trace" (debug) and
+// "warning" (warn).
+func CanonicalLogLevel(s string) (string, error) {
+	switch v := strings.ToLower(strings.TrimSpace(s)); v {
+	case LogDebug, LogInfo, LogWarn, LogError:
+		return v, nil
+	case "trace":
+		return LogDebug, nil
+	case "warning":
+		return LogWarn, nil
+	}
+	return "", fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+}
+
+// SlogLevel returns the slog.Level of a canonical or aliased log level name,
+// and slog.LevelInfo for an unknown one.
+func SlogLevel(name string) slog.Level {
+	v, _ := CanonicalLogLevel(name)
+	switch v {
+	case LogDebug:
+		return slog.LevelDebug
+	case LogWarn:
+		return slog.LevelWarn
+	case LogError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// CanonicalBackend returns the canonical name of a backend (one of the
+// Backend* constants), comparing case-insensitively and accepting the
+// aliases "networkd", "systemd_networkd" and "nm".
+func CanonicalBackend(s string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "auto":
+		return BackendAuto, nil
+	case "none":
+		return BackendNone, nil
+	case "systemd-networkd", "systemd_networkd", "networkd":
+		return BackendNetworkd, nil
+	case "networkmanager", "nm":
+		return BackendNetworkManager, nil
+	case "dhclient":
+		return BackendDhclient, nil
+	}
+	return "", fmt.Errorf("unknown backend %q (want auto, none, systemd-networkd, NetworkManager or dhclient)", s)
+}
