@@ -18,6 +18,7 @@ var env = []string{
 	"ADDRESS=192.0.2.10/24", "ADDRESSES=192.0.2.10 2001:db8:1::10",
 	"IPV4_ADDRESSES=192.0.2.10", "IPV6_ADDRESSES=2001:db8:1::10",
 	"GATEWAY=192.0.2.1", "EVENT=route-added",
+	"ROUTE_DST=0.0.0.0/0", "ROUTE_GATEWAY=192.0.2.1", "ROUTE_TABLE=254",
 }
 
 func TestScriptsOutput(t *testing.T) {
@@ -33,7 +34,7 @@ func TestScriptsOutput(t *testing.T) {
 		{"address-added.d/50-log", true, "[address-added.d] lab0 (index 10) got 192.0.2.10/24; now has: 192.0.2.10 2001:db8:1::10 (startup replay)\n"},
 		{"address-removed.d/50-log", false, "[address-removed.d] lab0 (index 10) lost 192.0.2.10/24; left: 192.0.2.10 2001:db8:1::10\n"},
 		{"routable.d/50-log", false, "[routable.d] lab0 (index 10) is routable via 192.0.2.1; IPv4: 192.0.2.10; IPv6: 2001:db8:1::10\n"},
-		{"routes.d/50-log", false, "[routes.d] lab0 (index 10) route-added; gateway 192.0.2.1, IPv6 gateway none\n"},
+		{"routes.d/50-log", false, "[routes.d] lab0 (index 10) route-added: 0.0.0.0/0 via 192.0.2.1 (table 254)\n"},
 		{"degraded.d/50-log", false, "[degraded.d] lab0 (index 10) is degraded; state degraded -> routable; addresses: 192.0.2.10 2001:db8:1::10\n"},
 	}
 	seen := map[string]bool{}

@@ -89,7 +89,7 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 		"config_read", cfg.Source.Read, "dry_run", opts.dryRun)
 
 	backend := resolveBackend(cfg.System.Backend, log)
-	runner, err := script.New(scriptConfig(cfg, opts.dryRun), log.With("component", "script"))
+	runner, err := script.New(scriptConfig(cfg, opts.dryRun), log)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 			return err
 		}
 	}
-	src, err := nlsource.New(nlsource.Options{}, log.With("component", "netlink"))
+	src, err := nlsource.New(nlsource.Options{}, log)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ const (
 	KindRouteGone                 // Route was deleted
 	KindRuleGone                  // Rule was deleted (someone removed a policy rule)
 	KindSync                      // Dump is the complete current state; replace everything
+	KindRouteSync                 // Dump.Routes is the complete set of routes; links and addresses are unchanged
 )
 
 var kindNames = [...]string{
@@ -35,6 +36,7 @@ var kindNames = [...]string{
 	KindRouteGone: "route-gone",
 	KindRuleGone:  "rule-gone",
 	KindSync:      "sync",
+	KindRouteSync: "route-sync",
 }
 
 func (k Kind) String() string {
@@ -57,7 +59,7 @@ type Event struct {
 	Addr  *Addr  // KindAddr, KindAddrGone
 	Route *Route // KindRoute, KindRouteGone
 	Rule  *Rule  // KindRuleGone
-	Dump  *Dump  // KindSync
+	Dump  *Dump  // KindSync, KindRouteSync
 
 	// Initial marks the startup dump: the changes it produces are replayed
 	// to scripts with NETEVD_INITIAL=1.

@@ -42,10 +42,6 @@ type Config struct {
 	// OnReady is called once, after every source's initial state has been
 	// applied and its changes queued.
 	OnReady func()
-	// Observe, if set, is called from the run loop with every admitted
-	// change. It must not block.
-	Observe func(event.Change)
-
 	Log *slog.Logger
 }
 
@@ -194,9 +190,6 @@ func (p *Pipeline) handle(ev event.Event) {
 		if p.log.Enabled(context.Background(), slog.LevelDebug) {
 			p.log.Debug("change", "id", c.ID, "event", c.Type.String(), "link", c.Link.Name,
 				"index", c.Link.Index, "state", c.Link.State, "old_state", c.OldState, "initial", c.Initial)
-		}
-		if p.cfg.Observe != nil {
-			p.cfg.Observe(c)
 		}
 		p.enqueue(c)
 	}

@@ -33,6 +33,23 @@ var ErrDumpInterrupted = errors.New("rtnetlink dump interrupted by concurrent ch
 // (NLM_F_DUMP_INTR, or EINTR from the kernel) is retried a few times. When
 // ctx ends, Dump returns ctx's error.
 func Dump(ctx context.Context, ns NetNS) (*event.Dump, error) {
+	return dump(ctx, ns, dumpAll)
+}
+
+// DumpRoutes reads only the routes of ns, as Dump does. The kernel removes
+// IPv4 routes without a notification when their address is deleted or their
+// link goes down, so a watcher re-reads the routes after such a change.
+func DumpRoutes(ctx context.Context, ns NetNS) (*event.Dump, error) {
+	return dump(ctx, ns, dumpRoutes)
+}
+
+// What a dump reads.
+const (
+	dumpAll = iota
+	dumpRoutes
+)
+
+func dump(ctx context.Context, ns NetNS, what int) (*event.Dump, error) {
 	c, err := dial(ns)
 	if err != nil {
 		return nil, err
@@ -44,7 +61,7 @@ func Dump(ctx context.Context, ns NetNS) (*event.Dump, error) {
 
 	var last *event.Dump
 	for range dumpAttempts {
-		d, err := dumpOnce(c)
+		d, err := dumpOnce(c, what)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("dump %s: %w", ns, context.Cause(ctx))
 		}
@@ -61,10 +78,10 @@ func Dump(ctx context.Context, ns NetNS) (*event.Dump, error) {
 	return last, fmt.Errorf("dump %s: %w %d times", ns, ErrDumpInterrupted, dumpAttempts)
 }
 
-// dumpOnce reads links, then addresses, then routes. If the kernel flagged
-// any part as interrupted it still returns the whole read, with an error
-// matching ErrDumpInterrupted.
-func dumpOnce(c *netlink.Conn) (*event.Dump, error) {
+// dumpOnce reads links, then addresses, then routes (or only the routes).
+// If the kernel flagged any part as interrupted it still returns the whole
+// read, with an error matching ErrDumpInterrupted.
+func dumpOnce(c *netlink.Conn, what int) (*event.Dump, error) {
 	// struct ifinfomsg (AF_UNSPEC) + IFLA_EXT_MASK.
 	ae := netlink.NewAttributeEncoder()
 	ae.Uint32(unix.IFLA_EXT_MASK, rtextFilterSkipStats)
@@ -79,6 +96,9 @@ func dumpOnce(c *netlink.Conn) (*event.Dump, error) {
 		{unix.RTM_GETLINK, append(make([]byte, sizeofIfInfomsg), linkAttrs...)},
 		{unix.RTM_GETADDR, make([]byte, sizeofIfAddrmsg)}, // AF_UNSPEC: IPv4 and IPv6
 		{unix.RTM_GETROUTE, make([]byte, sizeofRtmsg)},    // AF_UNSPEC: all tables, all families
+	}
+	if what == dumpRoutes {
+		requests = requests[2:]
 	}
 
 	d := &event.Dump{}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"net/netip"
 	"strings"
 	"testing"
@@ -264,6 +266,18 @@ func TestDump(t *testing.T) {
 		if !found {
 			t.Errorf("route %q missing from %+v", k, d.Routes)
 		}
+	}
+
+	// DumpRoutes reads the same routes and nothing else.
+	r, err := DumpRoutes(context.Background(), NetNS{Path: ns.Path})
+	if err != nil {
+		t.Fatalf("DumpRoutes: %v", err)
+	}
+	if len(r.Links) != 0 || len(r.Addrs) != 0 {
+		t.Errorf("DumpRoutes returned %d links and %d addresses, want none", len(r.Links), len(r.Addrs))
+	}
+	if diff := cmp.Diff(d.Routes, r.Routes, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
+		t.Errorf("DumpRoutes differs from Dump's routes (-dump +routes):\n%s", diff)
 	}
 }
 

@@ -49,6 +49,10 @@ func (m *Model) Apply(ev event.Event) event.Delta {
 		if ev.Dump != nil {
 			b.sync(ev.Dump)
 		}
+	case event.KindRouteSync:
+		if ev.Dump != nil {
+			b.syncRoutes(ev.Dump.Routes)
+		}
 	}
 	return b.finish()
 }
@@ -221,19 +225,6 @@ func (b *builder) sync(d *event.Dump) {
 		}
 		wantAddrs[a.Index][a.Prefix] = a
 	}
-	wantRoutes := make(map[int]map[event.Route]struct{})
-	clear(b.m.hostRoutes)
-	for _, rt := range d.Routes {
-		if rt.OutIndex == 0 {
-			b.m.hostRoutes[rt] = struct{}{}
-			continue
-		}
-		if wantRoutes[rt.OutIndex] == nil {
-			wantRoutes[rt.OutIndex] = make(map[event.Route]struct{})
-		}
-		wantRoutes[rt.OutIndex][rt] = struct{}{}
-	}
-
 	for _, l := range links {
 		r := b.m.links[l.Index]
 		for _, a := range sortedAddrs(r.addrs) {
@@ -244,12 +235,39 @@ func (b *builder) sync(d *event.Dump) {
 		for _, a := range sortedAddrs(wantAddrs[l.Index]) {
 			b.addr(a)
 		}
+	}
+	b.syncRoutes(d.Routes)
+}
+
+// syncRoutes makes the model's routes equal to routes. The kernel removes
+// IPv4 routes without a notification when their address or link goes, so
+// sources re-read the routes then.
+func (b *builder) syncRoutes(routes []event.Route) {
+	want := make(map[int]map[event.Route]struct{})
+	clear(b.m.hostRoutes)
+	for _, rt := range routes {
+		if rt.OutIndex == 0 {
+			b.m.hostRoutes[rt] = struct{}{}
+			continue
+		}
+		if want[rt.OutIndex] == nil {
+			want[rt.OutIndex] = make(map[event.Route]struct{})
+		}
+		want[rt.OutIndex][rt] = struct{}{}
+	}
+	idxs := make([]int, 0, len(b.m.links))
+	for idx := range b.m.links {
+		idxs = append(idxs, idx)
+	}
+	slices.Sort(idxs)
+	for _, idx := range idxs {
+		r := b.m.links[idx]
 		for _, rt := range sortedRoutes(r.routes) {
-			if _, keep := wantRoutes[l.Index][rt]; !keep {
+			if _, keep := want[idx][rt]; !keep {
 				b.routeGone(rt)
 			}
 		}
-		for _, rt := range sortedRoutes(wantRoutes[l.Index]) {
+		for _, rt := range sortedRoutes(want[idx]) {
 			b.route(rt)
 		}
 	}

@@ -209,3 +209,25 @@ func TestChangeCarriesContext(t *testing.T) {
 		t.Errorf("Gateway(4) = %v, want none", got)
 	}
 }
+
+// The kernel flushes IPv4 routes silently when their address goes; the
+// source re-reads the routes and the model diffs them.
+func TestApplyRouteSync(t *testing.T) {
+	m := New("none")
+	m.Apply(linkEv(10, "veth0", true, true))
+	m.Apply(addrEv(event.KindAddr, 10, "192.0.2.10/24"))
+	m.Apply(defRoute(event.KindRoute, 10, "192.0.2.1"))
+	m.Apply(addrEv(event.KindAddrGone, 10, "192.0.2.10/24"))
+	v6 := event.Route{Family: 10, Table: event.TableMain, Dst: netip.MustParsePrefix("2001:db8::/64"), OutIndex: 10}
+	got := summary(m.Apply(event.Event{Kind: event.KindRouteSync, Dump: &event.Dump{Routes: []event.Route{v6}}}))
+	want := []string{
+		"route-removed:veth0:carrier>carrier 0.0.0.0/0",
+		"route-added:veth0:carrier>carrier 2001:db8::/64",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("route sync delta (-want +got):\n%s", diff)
+	}
+	if d := m.Apply(event.Event{Kind: event.KindRouteSync, Dump: &event.Dump{Routes: []event.Route{v6}}}); !d.Empty() {
+		t.Errorf("second route sync: got %v, want empty", summary(d))
+	}
+}

@@ -215,6 +215,38 @@ func TestSourceKernel(t *testing.T) {
 	}
 }
 
+// The kernel deletes the IPv4 routes that use an address when the address
+// goes, without an RTM_DELROUTE; the source re-reads the routes.
+func TestSourceSilentRouteFlush(t *testing.T) {
+	nettest.CheckGoroutines(t)
+	ns := nettest.NewNetNS(t)
+	peer := nettest.NewNetNS(t)
+	nettest.VethPair(t, ns, peer, "veth0", 10, "vp0", 20)
+	ns.Run("link", "set", "veth0", "up")
+	peer.Run("link", "set", "vp0", "up")
+	ns.Run("addr", "add", "192.0.2.1/24", "dev", "veth0")
+	ns.Run("route", "add", "default", "via", "192.0.2.254", "dev", "veth0")
+	w := start(t, Options{NetNS: ns.Path}, 1024)
+	w.next("the initial sync")
+
+	ns.Run("addr", "del", "192.0.2.1/24", "dev", "veth0")
+	w.expect("IPv4 address gone", isAddr(event.KindAddrGone, 10, "192.0.2.1/24"))
+	ev := w.expect("route re-read", func(ev event.Event) bool { return ev.Kind == event.KindRouteSync })
+	for _, r := range ev.Dump.Routes {
+		if r.OutIndex == 10 && r.Dst.Addr().Is4() {
+			t.Errorf("route re-read still has an IPv4 route through veth0: %+v", r)
+		}
+	}
+	if out := ns.Run("-4", "route", "show", "dev", "veth0"); strings.TrimSpace(out) != "" {
+		t.Errorf("kernel still has IPv4 routes on veth0:\n%s", out)
+	}
+	for _, e := range w.all {
+		if e.Kind == event.KindRouteGone && e.Route.IsDefault() {
+			t.Logf("the kernel did announce the default route's removal this time")
+		}
+	}
+}
+
 func TestSourceOverrun(t *testing.T) {
 	nettest.CheckGoroutines(t)
 	ns := nettest.NewNetNS(t)

@@ -41,6 +41,9 @@ type Stats struct {
 	Events    uint64 // change events sent (syncs not included)
 	Overruns  uint64 // socket overruns (ENOBUFS)
 	Resyncs   uint64 // non-initial KindSync events sent
+	// RouteSyncs counts route re-reads after the kernel may have flushed
+	// routes silently (an IPv4 address deleted, a link set down).
+	RouteSyncs uint64
 }
 
 // monitor is what Run needs from rtnl.Monitor; tests swap it.
@@ -52,14 +55,16 @@ type monitor interface {
 
 // Source is the rtnetlink event source.
 type Source struct {
-	opts  Options
-	log   *slog.Logger
-	open  func() (monitor, error)
-	dump  func(ctx context.Context) (*event.Dump, error)
-	limit logLimit
+	opts       Options
+	log        *slog.Logger
+	open       func() (monitor, error)
+	dump       func(ctx context.Context) (*event.Dump, error)
+	dumpRoutes func(ctx context.Context) (*event.Dump, error)
+	limit      logLimit
 
-	events  atomic.Uint64
-	resyncs atomic.Uint64
+	events     atomic.Uint64
+	resyncs    atomic.Uint64
+	routeSyncs atomic.Uint64
 
 	mu   sync.Mutex        // guards the fields below
 	cur  monitor           // the running monitor, nil between runs
@@ -81,6 +86,7 @@ func New(opts Options, log *slog.Logger) (*Source, error) {
 		return rtnl.OpenMonitor(rtnl.MonitorConfig{NetNS: ns, ReadBuffer: opts.ReadBuffer}, log)
 	}
 	s.dump = func(ctx context.Context) (*event.Dump, error) { return rtnl.Dump(ctx, ns) }
+	s.dumpRoutes = func(ctx context.Context) (*event.Dump, error) { return rtnl.DumpRoutes(ctx, ns) }
 	return s, nil
 }
 
@@ -124,8 +130,10 @@ func (s *Source) Run(ctx context.Context, out chan<- event.Event) error {
 		case err != nil:
 			return err
 		}
+		reread := false
 		for _, ev := range evs {
 			ev.Source = name
+			reread = reread || flushesRoutes(ev)
 			select {
 			case out <- ev:
 				s.events.Add(1)
@@ -133,7 +141,44 @@ func (s *Source) Run(ctx context.Context, out chan<- event.Event) error {
 				return nil
 			}
 		}
+		if reread {
+			if err := s.syncRoutes(ctx, out); err != nil {
+				return ignoreDone(ctx, fmt.Errorf("route re-read: %w", err))
+			}
+		}
 	}
+}
+
+// flushesRoutes reports whether the kernel may have deleted routes without
+// telling: it flushes the IPv4 routes that use an address when the address
+// is deleted, and a link's IPv4 routes when the link goes down, and sends no
+// RTM_DELROUTE for either.
+func flushesRoutes(ev event.Event) bool {
+	switch ev.Kind {
+	case event.KindAddrGone:
+		return ev.Addr != nil && ev.Addr.Prefix.Addr().Is4()
+	case event.KindLink:
+		return ev.Link != nil && !ev.Link.AdminUp
+	}
+	return false
+}
+
+// syncRoutes re-reads the routes and sends them as one KindRouteSync.
+func (s *Source) syncRoutes(ctx context.Context, out chan<- event.Event) error {
+	d, err := s.dumpRoutes(ctx)
+	if err != nil {
+		if !errors.Is(err, rtnl.ErrDumpInterrupted) || d == nil {
+			return err
+		}
+	}
+	ev := event.Event{Source: name, Kind: event.KindRouteSync, Time: time.Now(), Dump: d}
+	select {
+	case out <- ev:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.routeSyncs.Add(1)
+	return nil
 }
 
 // sync dumps the kernel's state and sends it as one KindSync event.
@@ -195,6 +240,8 @@ func (s *Source) Stats() Stats {
 		Overruns:  st.Overruns,
 		Events:    s.events.Load(),
 		Resyncs:   s.resyncs.Load(),
+
+		RouteSyncs: s.routeSyncs.Load(),
 	}
 }
 

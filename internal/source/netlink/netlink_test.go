@@ -100,19 +100,21 @@ func newFake(t *testing.T, mon *fakeMonitor, dumps ...result) *Source {
 		}
 		return r.evs[0].Dump, nil
 	}
+	s.dumpRoutes = func(ctx context.Context) (*event.Dump, error) { return routesDump, nil }
 	return s
 }
 
 func dumpResult(d *event.Dump) result { return result{evs: []event.Event{{Dump: d}}} }
 
 var (
-	lo        = event.Link{Index: 1, Name: "lo", MTU: 65536, OperState: "unknown"}
-	veth      = event.Link{Index: 10, Name: "veth0", Kind: "veth", MTU: 1500, OperState: "down"}
-	firstDump = &event.Dump{Links: []event.Link{lo}}
-	laterDump = &event.Dump{Links: []event.Link{lo, veth}}
-	received  = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	linkEv    = event.Event{Kind: event.KindLink, Time: received, Link: &veth}
-	addrEv    = event.Event{Kind: event.KindAddr, Time: received, Addr: &event.Addr{Index: 10, Prefix: netip.MustParsePrefix("192.0.2.1/24")}}
+	lo         = event.Link{Index: 1, Name: "lo", MTU: 65536, OperState: "unknown"}
+	veth       = event.Link{Index: 10, Name: "veth0", Kind: "veth", MTU: 1500, OperState: "down"}
+	firstDump  = &event.Dump{Links: []event.Link{lo}}
+	laterDump  = &event.Dump{Links: []event.Link{lo, veth}}
+	routesDump = &event.Dump{Routes: []event.Route{{Family: 2, Table: 254, Dst: netip.MustParsePrefix("192.0.2.0/24"), OutIndex: 10}}}
+	received   = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	linkEv     = event.Event{Kind: event.KindLink, Time: received, Link: &veth}
+	addrEv     = event.Event{Kind: event.KindAddr, Time: received, Addr: &event.Addr{Index: 10, Prefix: netip.MustParsePrefix("192.0.2.1/24")}}
 )
 
 // run starts s.Run and returns its error channel.
@@ -139,6 +141,8 @@ func TestRunContract(t *testing.T) {
 	want := []event.Event{
 		{Source: "netlink", Kind: event.KindSync, Dump: firstDump, Initial: true},
 		{Source: "netlink", Kind: event.KindLink, Link: &veth},
+		// veth is down: the kernel may have flushed its IPv4 routes silently.
+		{Source: "netlink", Kind: event.KindRouteSync, Dump: routesDump},
 		{Source: "netlink", Kind: event.KindSync, Dump: laterDump},
 		{Source: "netlink", Kind: event.KindAddr, Addr: addrEv.Addr},
 	}
@@ -159,7 +163,7 @@ func TestRunContract(t *testing.T) {
 		t.Errorf("Run after cancel: got %v, want nil", err)
 	}
 	gotStats := s.Stats()
-	wantStats := Stats{Messages: 2, Events: 2, Overruns: 1, Resyncs: 1}
+	wantStats := Stats{Messages: 2, Events: 2, Overruns: 1, Resyncs: 1, RouteSyncs: 1}
 	if diff := cmp.Diff(gotStats, wantStats); diff != "" {
 		t.Errorf("Stats (-got +want):\n%s", diff)
 	}
