@@ -21,7 +21,7 @@ func TestImportRules(t *testing.T) {
 		{"internal/pipeline", append([]string{mod + "internal/source", mod + "internal/action", mod + "internal/observe", mod + "internal/config", mod + "internal/rtnl"}, netlinkLibs...)},
 		{"internal/action/script", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl"}, netlinkLibs...)},
 		{"internal/config", []string{mod + "internal/"}},
-		{"internal/source/netlink", []string{"github.com/mdlayher/netlink", "github.com/jsimonetti/rtnetlink", mod + "internal/action", mod + "internal/pipeline"}},
+		{"internal/source/netlink", []string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {
