@@ -42,7 +42,7 @@ type Config struct {
 	// OnReady is called once, after every source's initial state has been
 	// applied and its changes queued.
 	OnReady func()
-	Log *slog.Logger
+	Log     *slog.Logger
 }
 
 // Stats are the pipeline's counters since it started.
