@@ -125,13 +125,19 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go reloadOnHUP(ctx, opts, &current, lv, log)
+	// STOPPING=1 goes out as soon as shutdown begins, before the drain;
+	// runDaemon waits for it so the process never exits first.
+	stopping := make(chan struct{})
 	go func() {
+		defer close(stopping)
 		<-ctx.Done()
 		log.Info("stopping")
 		notify(log, daemon.SdNotifyStopping)
 	}()
 
 	runErr := p.Run(ctx)
+	stop() // a failed source ends Run without a signal
+	<-stopping
 	st := p.Stats()
 	log.Info("stopped", "events", st.Events, "changes", st.Changes, "coalesced", st.Coalesced,
 		"action_runs", st.ActionRuns, "action_errors", st.ActionErrors, "dropped", st.Dropped)

@@ -113,12 +113,44 @@ func (s *Source) Run(ctx context.Context, out chan<- event.Event) error {
 	if err := s.sync(ctx, out, true); err != nil {
 		return ignoreDone(ctx, fmt.Errorf("initial dump: %w", err))
 	}
+
+	// A reader goroutine keeps the socket drained into recv, so the loop
+	// below can tell when the kernel has nothing more to say: that is when
+	// it re-reads the routes after a silent flush, once per burst.
+	recv := make(chan receipt, 64)
+	done := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() { s.read(mon, recv, done) })
+	defer func() {
+		close(done)
+		_ = mon.Close()
+		reader.Wait()
+	}()
+
+	reread := false
 	for {
-		evs, err := mon.Receive()
+		var r receipt
+		if reread {
+			select {
+			case r = <-recv:
+			default:
+				if err := s.syncRoutes(ctx, out); err != nil {
+					return ignoreDone(ctx, fmt.Errorf("route re-read: %w", err))
+				}
+				reread = false
+				continue
+			}
+		} else {
+			select {
+			case r = <-recv:
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, rtnl.ErrOverrun):
+		case errors.Is(r.err, rtnl.ErrOverrun):
 			if ok, suppressed := s.limit.allow(time.Now()); ok {
 				s.log.Warn("netlink socket overrun, messages were lost; resyncing",
 					"suppressed", suppressed, "read_buffer", s.opts.ReadBuffer)
@@ -126,12 +158,12 @@ func (s *Source) Run(ctx context.Context, out chan<- event.Event) error {
 			if err := s.sync(ctx, out, false); err != nil {
 				return ignoreDone(ctx, fmt.Errorf("resync after overrun: %w", err))
 			}
+			reread = false // the full dump read the routes too
 			continue
-		case err != nil:
-			return err
+		case r.err != nil:
+			return r.err
 		}
-		reread := false
-		for _, ev := range evs {
+		for _, ev := range r.evs {
 			ev.Source = name
 			reread = reread || flushesRoutes(ev)
 			select {
@@ -141,10 +173,27 @@ func (s *Source) Run(ctx context.Context, out chan<- event.Event) error {
 				return nil
 			}
 		}
-		if reread {
-			if err := s.syncRoutes(ctx, out); err != nil {
-				return ignoreDone(ctx, fmt.Errorf("route re-read: %w", err))
-			}
+	}
+}
+
+// receipt is one Receive result.
+type receipt struct {
+	evs []event.Event
+	err error
+}
+
+// read receives from mon into recv until done is closed or Receive fails
+// for another reason than an overrun (which the socket survives).
+func (s *Source) read(mon monitor, recv chan<- receipt, done <-chan struct{}) {
+	for {
+		evs, err := mon.Receive()
+		select {
+		case recv <- receipt{evs, err}:
+		case <-done:
+			return
+		}
+		if err != nil && !errors.Is(err, rtnl.ErrOverrun) {
+			return
 		}
 	}
 }

@@ -114,6 +114,8 @@ var (
 	routesDump = &event.Dump{Routes: []event.Route{{Family: 2, Table: 254, Dst: netip.MustParsePrefix("192.0.2.0/24"), OutIndex: 10}}}
 	received   = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	linkEv     = event.Event{Kind: event.KindLink, Time: received, Link: &veth}
+	vethUp     = event.Link{Index: 10, Name: "veth0", Kind: "veth", MTU: 1500, AdminUp: true, OperState: "down"}
+	linkUpEv   = event.Event{Kind: event.KindLink, Time: received, Link: &vethUp}
 	addrEv     = event.Event{Kind: event.KindAddr, Time: received, Addr: &event.Addr{Index: 10, Prefix: netip.MustParsePrefix("192.0.2.1/24")}}
 )
 
@@ -127,7 +129,7 @@ func run(ctx context.Context, s *Source, out chan<- event.Event) <-chan error {
 func TestRunContract(t *testing.T) {
 	nettest.CheckGoroutines(t)
 	mon := newFakeMonitor(
-		result{evs: []event.Event{linkEv}},
+		result{evs: []event.Event{linkUpEv}},
 		result{evs: nil}, // a datagram that decoded to nothing
 		result{err: fmt.Errorf("%w: no buffer space", rtnl.ErrOverrun)},
 		result{evs: []event.Event{addrEv}},
@@ -140,9 +142,7 @@ func TestRunContract(t *testing.T) {
 
 	want := []event.Event{
 		{Source: "netlink", Kind: event.KindSync, Dump: firstDump, Initial: true},
-		{Source: "netlink", Kind: event.KindLink, Link: &veth},
-		// veth is down: the kernel may have flushed its IPv4 routes silently.
-		{Source: "netlink", Kind: event.KindRouteSync, Dump: routesDump},
+		{Source: "netlink", Kind: event.KindLink, Link: &vethUp},
 		{Source: "netlink", Kind: event.KindSync, Dump: laterDump},
 		{Source: "netlink", Kind: event.KindAddr, Addr: addrEv.Addr},
 	}
@@ -163,9 +163,44 @@ func TestRunContract(t *testing.T) {
 		t.Errorf("Run after cancel: got %v, want nil", err)
 	}
 	gotStats := s.Stats()
-	wantStats := Stats{Messages: 2, Events: 2, Overruns: 1, Resyncs: 1, RouteSyncs: 1}
+	wantStats := Stats{Messages: 2, Events: 2, Overruns: 1, Resyncs: 1}
 	if diff := cmp.Diff(gotStats, wantStats); diff != "" {
 		t.Errorf("Stats (-got +want):\n%s", diff)
+	}
+}
+
+// After a message that may come with a silent route flush (a link set
+// down, an IPv4 address deleted), the routes are re-read once the socket
+// has nothing more queued: once per burst.
+func TestRunRereadsRoutesWhenQuiet(t *testing.T) {
+	nettest.CheckGoroutines(t)
+	addrGone := event.Event{Kind: event.KindAddrGone, Time: received, Addr: addrEv.Addr}
+	mon := newFakeMonitor(result{evs: []event.Event{linkEv, addrGone}})
+	s := newFake(t, mon, dumpResult(firstDump))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan event.Event)
+	errc := run(ctx, s, out)
+
+	want := []event.Event{
+		{Source: "netlink", Kind: event.KindSync, Dump: firstDump, Initial: true},
+		{Source: "netlink", Kind: event.KindLink, Link: &veth},
+		{Source: "netlink", Kind: event.KindAddrGone, Addr: addrEv.Addr},
+		{Source: "netlink", Kind: event.KindRouteSync, Dump: routesDump},
+	}
+	var got []event.Event
+	for range want {
+		got = append(got, <-out)
+	}
+	if diff := cmp.Diff(got, want, cmpEvents); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Run after cancel: got %v, want nil", err)
+	}
+	if got := s.Stats().RouteSyncs; got != 1 {
+		t.Errorf("RouteSyncs: got %d, want 1", got)
 	}
 }
 
