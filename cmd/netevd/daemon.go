@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -45,21 +46,6 @@ func loadConfig(opts daemonOptions) (*config.Config, error) {
 	return cfg, nil
 }
 
-// resolveBackend maps the configured backend onto what this build runs.
-// The network-manager backends (systemd-networkd, NetworkManager, dhclient)
-// are not built yet, so every choice runs on kernel events alone ("none").
-func resolveBackend(configured string, log *slog.Logger) string {
-	switch configured {
-	case config.BackendNone:
-	case config.BackendAuto:
-		log.Info("backend auto: no manager backend in this build; using kernel events", "backend", config.BackendNone)
-	default:
-		log.Warn("backend not supported by this build; using kernel events only",
-			"configured", configured, "backend", config.BackendNone)
-	}
-	return config.BackendNone
-}
-
 func scriptConfig(cfg *config.Config, dryRun bool) script.Config {
 	return script.Config{
 		Dir:              cfg.System.ScriptsDir,
@@ -88,7 +74,16 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	log.Info("starting", "version", version.String(), "config", opts.configPath,
 		"config_read", cfg.Source.Read, "dry_run", opts.dryRun)
 
-	backend := resolveBackend(cfg.System.Backend, log)
+	backend, why := chooseBackend(ctx, cfg)
+	mgr, err := managerSource(backend, cfg, log)
+	if errors.Is(err, errNotBuilt) {
+		log.Warn("backend not supported by this build; using kernel events only", "configured", backend)
+		backend, why, mgr, err = config.BackendNone, "fallback", nil, nil
+	}
+	if err != nil {
+		return fmt.Errorf("backend %s: %w", backend, err)
+	}
+	log.Info("backend", "backend", backend, "why", why)
 	runner, err := script.New(scriptConfig(cfg, opts.dryRun), log)
 	if err != nil {
 		return err
@@ -102,14 +97,19 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	if err != nil {
 		return err
 	}
+	sources := []pipeline.Source{src}
+	if mgr != nil {
+		sources = append(sources, mgr)
+	}
+	actions := []pipeline.Action{runner}
 
 	var current atomic.Pointer[config.Config]
 	current.Store(cfg)
 	start := time.Now()
 	var p *pipeline.Pipeline
 	p = pipeline.New(pipeline.Config{
-		Sources: []pipeline.Source{src},
-		Actions: []pipeline.Action{runner},
+		Sources: sources,
+		Actions: actions,
 		Model:   state.New(backend),
 		Admit: func(c event.Change) bool {
 			return c.Link.Index == 0 || current.Load().Monitored(c.Link.Name)

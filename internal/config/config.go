@@ -118,7 +118,20 @@ type Dhclient struct {
 	UseDomain   bool   `yaml:"use_domain"`   // push the lease's domain to systemd-resolved
 	UseHostname bool   `yaml:"use_hostname"` // push the lease's hostname to systemd-hostnamed
 	LeaseFile   string `yaml:"lease_file"`   // the lease file dhclient writes
+	// LeaseDirs are watched for every *.leases/*.lease file in them
+	// (dhclient.<if>.leases, lease6); a missing directory is waited for.
+	LeaseDirs []string `yaml:"lease_dirs"`
+	// HostnameMethod is how use_hostname sets the hostname through
+	// systemd-hostnamed: "static" (SetStaticHostname, persists) or
+	// "transient" (SetHostname, until reboot).
+	HostnameMethod string `yaml:"hostname_method"`
 }
+
+// Hostname methods for backends.dhclient.hostname_method.
+const (
+	HostnameStatic    = "static"
+	HostnameTransient = "transient"
+)
 
 // NetworkManager configures the NetworkManager backend. It has no settings
 // yet; the key exists because upstream configs carry `networkmanager: {}`.
@@ -191,7 +204,11 @@ func Default() Config {
 		Routing:    Routing{PolicyRules: []string{}},
 		Backends: Backends{
 			SystemdNetworkd: SystemdNetworkd{EmitJSON: true},
-			Dhclient:        Dhclient{LeaseFile: "/var/lib/dhcp/dhclient.leases"},
+			Dhclient: Dhclient{
+				LeaseFile:      "/var/lib/dhcp/dhclient.leases",
+				LeaseDirs:      []string{"/var/lib/dhcp", "/var/lib/dhclient"},
+				HostnameMethod: HostnameStatic,
+			},
 		},
 		API: API{
 			Enabled:     true,

@@ -103,7 +103,17 @@ func (c *Config) validateRouting(l *errorList) {
 }
 
 func (c *Config) validateBackends(l *errorList) {
-	c.absPath(l, "backends.dhclient.lease_file", c.Backends.Dhclient.LeaseFile, false)
+	d := &c.Backends.Dhclient
+	c.absPath(l, "backends.dhclient.lease_file", d.LeaseFile, false)
+	for i, dir := range d.LeaseDirs {
+		c.absPath(l, fmt.Sprintf("backends.dhclient.lease_dirs[%d]", i), dir, false)
+	}
+	switch m := strings.ToLower(strings.TrimSpace(d.HostnameMethod)); m {
+	case HostnameStatic, HostnameTransient:
+		d.HostnameMethod = m
+	default:
+		c.problemf(l, "backends.dhclient.hostname_method", nil, "unknown method %q (want static or transient)", d.HostnameMethod)
+	}
 }
 
 func (c *Config) validateAPI(l *errorList) {

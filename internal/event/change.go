@@ -12,31 +12,33 @@ type ChangeType uint8
 
 // Change types.
 const (
-	LinkAdded        ChangeType = iota + 1 // a new ifindex appeared
-	LinkRemoved                            // the ifindex is gone
-	LinkRenamed                            // same ifindex, new name (OldName says the old one)
-	CarrierUp                              // IFF_LOWER_UP set
-	CarrierDown                            // IFF_LOWER_UP cleared
-	AddressAdded                           // Addr appeared
-	AddressRemoved                         // Addr disappeared
-	RouteAdded                             // Route appeared
-	RouteRemoved                           // Route disappeared
-	OperStateChanged                       // the operational state (State) changed from OldState
-	RuleDeleted                            // a policy rule was deleted (Rule)
+	LinkAdded           ChangeType = iota + 1 // a new ifindex appeared
+	LinkRemoved                               // the ifindex is gone
+	LinkRenamed                               // same ifindex, new name (OldName says the old one)
+	CarrierUp                                 // IFF_LOWER_UP set
+	CarrierDown                               // IFF_LOWER_UP cleared
+	AddressAdded                              // Addr appeared
+	AddressRemoved                            // Addr disappeared
+	RouteAdded                                // Route appeared
+	RouteRemoved                              // Route disappeared
+	OperStateChanged                          // the operational state (State) changed from OldState
+	RuleDeleted                               // a policy rule was deleted (Rule)
+	ManagerStateChanged                       // a network manager's state property changed (Property, Value, OldValue)
 )
 
 var changeNames = [...]string{
-	LinkAdded:        "link-added",
-	LinkRemoved:      "link-removed",
-	LinkRenamed:      "link-renamed",
-	CarrierUp:        "carrier",
-	CarrierDown:      "no-carrier",
-	AddressAdded:     "address-added",
-	AddressRemoved:   "address-removed",
-	RouteAdded:       "route-added",
-	RouteRemoved:     "route-removed",
-	OperStateChanged: "state",
-	RuleDeleted:      "rule-deleted",
+	LinkAdded:           "link-added",
+	LinkRemoved:         "link-removed",
+	LinkRenamed:         "link-renamed",
+	CarrierUp:           "carrier",
+	CarrierDown:         "no-carrier",
+	AddressAdded:        "address-added",
+	AddressRemoved:      "address-removed",
+	RouteAdded:          "route-added",
+	RouteRemoved:        "route-removed",
+	OperStateChanged:    "state",
+	RuleDeleted:         "rule-deleted",
+	ManagerStateChanged: "manager-state",
 }
 
 func (t ChangeType) String() string {
@@ -65,6 +67,10 @@ type LinkState struct {
 	Addrs  []Addr  // sorted by address
 	Routes []Route // routes whose OutIndex is this link, sorted
 	State  string  // operational state (StateOff, ...)
+
+	// Manager is the network manager's latest report on this link; nil
+	// with backend none or before the manager reported.
+	Manager *Manager
 }
 
 // Gateway returns the gateway of the first default route of the given
@@ -106,6 +112,13 @@ type Change struct {
 	Addr  *Addr  // AddressAdded, AddressRemoved
 	Route *Route // RouteAdded, RouteRemoved
 	Rule  *Rule  // RuleDeleted
+
+	// ManagerStateChanged: which manager property changed, from what to
+	// what, and the manager's whole report after the change.
+	Property string
+	Value    string
+	OldValue string
+	Manager  *Manager
 
 	// Coalesced counts the queued changes this one superseded before it ran.
 	Coalesced int

@@ -25,6 +25,7 @@ const (
 	KindRuleGone                  // Rule was deleted (someone removed a policy rule)
 	KindSync                      // Dump is the complete current state; replace everything
 	KindRouteSync                 // Dump.Routes is the complete set of routes; links and addresses are unchanged
+	KindManager                   // a network manager's view of one link (or of itself: Manager.Index 0)
 )
 
 var kindNames = [...]string{
@@ -37,6 +38,7 @@ var kindNames = [...]string{
 	KindRuleGone:  "rule-gone",
 	KindSync:      "sync",
 	KindRouteSync: "route-sync",
+	KindManager:   "manager",
 }
 
 func (k Kind) String() string {
@@ -60,10 +62,51 @@ type Event struct {
 	Route *Route // KindRoute, KindRouteGone
 	Rule  *Rule  // KindRuleGone
 	Dump  *Dump  // KindSync, KindRouteSync
+	// Manager is set for KindManager.
+	Manager *Manager
 
 	// Initial marks the startup dump: the changes it produces are replayed
 	// to scripts with NETEVD_INITIAL=1.
+	//
+	// A manager source sends its startup replay as KindManager events with
+	// Initial set and ends it with one KindSync with Initial set and no Dump:
+	// that marks the source as ready.
 	Initial bool
+}
+
+// Manager is what a network manager (systemd-networkd, NetworkManager,
+// dhclient) reports about one link, or about itself when Index is 0. Each
+// report is complete: a property missing from States or Env is gone.
+type Manager struct {
+	Backend string // "systemd-networkd", "NetworkManager", "dhclient"
+	Index   int    // ifindex; 0 for the manager as a whole (manager.d)
+	Name    string // interface name as the manager reports it; "" if unknown
+
+	// States are the properties whose changes select a script directory,
+	// each named as the manager names it ("OperationalState",
+	// "AdministrativeState", "DeviceState", "Lease") with the value that
+	// names the directory ("routable" → routable.d). Scripts also get each
+	// one as a variable of its own name.
+	States map[string]string
+
+	// Env holds further variables for scripts, named as the manager's own
+	// dispatcher names them (JSON, CONNECTION_ID, IP4_ADDRESS_0, DHCP_*,
+	// ...). Values are passed as they are; the script runner refuses an
+	// event whose value holds NUL, CR or LF.
+	Env map[string]string
+
+	// What the manager learned for resolvers and the hostname.
+	DNS      []netip.Addr
+	Domains  []string
+	Hostname string
+
+	// Refresh asks that a report whose States are unchanged but whose data
+	// (Env, DNS, Domains, Hostname) changed re-run the directories of its
+	// current States (a renewed DHCP lease with new options).
+	Refresh bool
+
+	// Gone reports that the manager no longer knows the link.
+	Gone bool
 }
 
 // Dump is a complete read of the kernel's links, addresses and routes.

@@ -39,6 +39,10 @@ func topicOf(c event.Change) (topic, value, base string) {
 		return "route " + routeKey(c.Route), "absent", "present"
 	case event.OperStateChanged:
 		return "state", c.Link.State, c.OldState
+	case event.ManagerStateChanged:
+		if c.Value != c.OldValue { // a refresh (same value, new data) always runs
+			return "manager " + c.Property, c.Value, c.OldValue
+		}
 	}
 	// Anything else (rule deletions) is never coalesced: its topic is unique.
 	return "id " + itoa(c.ID), "", "-"

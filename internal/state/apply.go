@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -52,6 +53,10 @@ func (m *Model) Apply(ev event.Event) event.Delta {
 	case event.KindRouteSync:
 		if ev.Dump != nil {
 			b.syncRoutes(ev.Dump.Routes)
+		}
+	case event.KindManager:
+		if ev.Manager != nil {
+			b.manager(ev.Manager)
 		}
 	}
 	return b.finish()
@@ -125,14 +130,15 @@ func (b *builder) link(l event.Link) {
 }
 
 func (b *builder) linkGone(index int) {
-	r, ok := b.m.links[index]
+	_, ok := b.m.links[index]
 	if !ok {
 		return
 	}
 	ld := b.touch(index)
-	v := r.view()
+	v := b.m.view(index)
 	ld.removed = &v
 	delete(b.m.links, index)
+	delete(b.m.managers, index)
 }
 
 func (b *builder) addr(a event.Addr) {
@@ -273,6 +279,57 @@ func (b *builder) syncRoutes(routes []event.Route) {
 	}
 }
 
+// manager folds in a network manager's report on one link (or on itself,
+// index 0). Every state property whose value changed is one change; a
+// Refresh report whose states are unchanged but whose data changed re-runs
+// every state.
+func (b *builder) manager(m *event.Manager) {
+	old := b.m.managers[m.Index]
+	if m.Gone {
+		delete(b.m.managers, m.Index)
+		return
+	}
+	cp := cloneManager(m)
+	b.m.managers[m.Index] = cp
+	props := make([]string, 0, len(cp.States))
+	for p := range cp.States {
+		props = append(props, p)
+	}
+	slices.Sort(props)
+	changed := false
+	for _, p := range props {
+		var was string
+		if old != nil {
+			was = old.States[p]
+		}
+		if v := cp.States[p]; v != was {
+			changed = true
+			b.add(m.Index, event.Change{Type: event.ManagerStateChanged, Property: p, Value: v, OldValue: was, Manager: cp})
+		}
+	}
+	if changed || !cp.Refresh || old == nil || sameData(old, cp) {
+		return
+	}
+	for _, p := range props {
+		v := cp.States[p]
+		b.add(m.Index, event.Change{Type: event.ManagerStateChanged, Property: p, Value: v, OldValue: v, Manager: cp})
+	}
+}
+
+func cloneManager(m *event.Manager) *event.Manager {
+	cp := *m
+	cp.States = maps.Clone(m.States)
+	cp.Env = maps.Clone(m.Env)
+	cp.DNS = slices.Clone(m.DNS)
+	cp.Domains = slices.Clone(m.Domains)
+	return &cp
+}
+
+func sameData(a, b *event.Manager) bool {
+	return maps.Equal(a.Env, b.Env) && slices.Equal(a.DNS, b.DNS) &&
+		slices.Equal(a.Domains, b.Domains) && a.Hostname == b.Hostname && a.Name == b.Name
+}
+
 func sortedAddrs(m map[netip.Prefix]event.Addr) []event.Addr {
 	out := make([]event.Addr, 0, len(m))
 	for _, a := range m {
@@ -312,15 +369,17 @@ func (b *builder) finish() event.Delta {
 				continue
 			}
 		}
-		r := b.m.links[idx]
-		if st := r.operational(); st != r.state {
-			r.state = st
-			ld.changes = append(ld.changes, event.Change{Type: event.OperStateChanged})
+		r, known := b.m.links[idx]
+		if known {
+			if st := r.operational(); st != r.state {
+				r.state = st
+				ld.changes = append(ld.changes, event.Change{Type: event.OperStateChanged})
+			}
 		}
 		if len(ld.changes) == 0 {
 			continue
 		}
-		ls := r.view()
+		ls := b.m.view(idx)
 		for i := range ld.changes {
 			fill(&ld.changes[i], ls, ld.old)
 			d.Changes = append(d.Changes, ld.changes[i])

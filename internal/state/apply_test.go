@@ -231,3 +231,69 @@ func TestApplyRouteSync(t *testing.T) {
 		t.Errorf("second route sync: got %v, want empty", summary(d))
 	}
 }
+
+func mgrEv(idx int, states map[string]string, env map[string]string, refresh bool) event.Event {
+	return event.Event{Kind: event.KindManager, Manager: &event.Manager{
+		Backend: "systemd-networkd", Index: idx, Name: "veth0", States: states, Env: env, Refresh: refresh,
+	}}
+}
+
+// mgrSummary renders manager changes as "property:old>new@link".
+func mgrSummary(d event.Delta) []string {
+	var out []string
+	for _, c := range d.Changes {
+		if c.Type != event.ManagerStateChanged {
+			out = append(out, c.Type.String())
+			continue
+		}
+		if c.Manager == nil || c.Link.Manager != c.Manager {
+			out = append(out, "manager report missing")
+		}
+		out = append(out, fmt.Sprintf("%s:%s>%s@%s/%d", c.Property, c.OldValue, c.Value, c.Link.Name, c.Link.Index))
+	}
+	return out
+}
+
+func TestApplyManager(t *testing.T) {
+	m := New("systemd-networkd")
+	m.Apply(linkEv(10, "veth0", true, true))
+	steps := []struct {
+		ev   event.Event
+		want []string
+	}{
+		{mgrEv(10, map[string]string{"OperationalState": "carrier", "AdministrativeState": "configuring"}, nil, false),
+			[]string{"AdministrativeState:>configuring@veth0/10", "OperationalState:>carrier@veth0/10"}},
+		{mgrEv(10, map[string]string{"OperationalState": "routable", "AdministrativeState": "configuring"}, nil, false),
+			[]string{"OperationalState:carrier>routable@veth0/10"}},
+		// The same states again change nothing, even with new data...
+		{mgrEv(10, map[string]string{"OperationalState": "routable", "AdministrativeState": "configuring"}, map[string]string{"JSON": "{}"}, false),
+			nil},
+		// ... unless the report asks for a refresh.
+		{mgrEv(10, map[string]string{"OperationalState": "routable", "AdministrativeState": "configuring"}, map[string]string{"JSON": "{\"a\":1}"}, true),
+			[]string{"AdministrativeState:configuring>configuring@veth0/10", "OperationalState:routable>routable@veth0/10"}},
+		// A refresh with the same data is nothing.
+		{mgrEv(10, map[string]string{"OperationalState": "routable", "AdministrativeState": "configuring"}, map[string]string{"JSON": "{\"a\":1}"}, true),
+			nil},
+		// The manager itself (manager.d).
+		{event.Event{Kind: event.KindManager, Manager: &event.Manager{Index: 0, States: map[string]string{"OperationalState": "routable"}}},
+			[]string{"OperationalState:>routable@/0"}},
+		// A link the kernel has not announced yet still gets its change.
+		{mgrEv(12, map[string]string{"OperationalState": "off"}, nil, false),
+			[]string{"OperationalState:>off@veth0/12"}},
+		// Kernel changes carry the manager's report.
+		{addrEv(event.KindAddr, 10, "192.0.2.10/24"), []string{"address-added", "state"}},
+		{event.Event{Kind: event.KindLinkGone, Index: 10}, []string{"link-removed"}},
+		// The report went with the link: a new report starts from scratch.
+		{mgrEv(10, map[string]string{"OperationalState": "routable"}, nil, false),
+			[]string{"OperationalState:>routable@veth0/10"}},
+	}
+	for i, st := range steps {
+		d := m.Apply(st.ev)
+		if diff := cmp.Diff(st.want, mgrSummary(d)); diff != "" {
+			t.Errorf("step %d: delta mismatch (-want +got):\n%s", i, diff)
+		}
+		if st.ev.Kind == event.KindAddr && d.Changes[0].Link.Manager == nil {
+			t.Errorf("step %d: kernel change without the manager's report", i)
+		}
+	}
+}

@@ -25,6 +25,7 @@ type Model struct {
 	mu         sync.Mutex // guards the fields below
 	links      map[int]*linkRec
 	hostRoutes map[event.Route]struct{} // routes without an output link (blackhole, ...)
+	managers   map[int]*event.Manager   // the manager's latest report per ifindex; 0 for the manager itself
 }
 
 type linkRec struct {
@@ -40,6 +41,7 @@ func New(backend string) *Model {
 		backend:    backend,
 		links:      make(map[int]*linkRec),
 		hostRoutes: make(map[event.Route]struct{}),
+		managers:   make(map[int]*event.Manager),
 	}
 }
 
@@ -72,6 +74,22 @@ func Operational(l event.Link, addrs []event.Addr, routes []event.Route) string 
 		return event.StateDegraded
 	}
 	return event.StateCarrier
+}
+
+// view builds the immutable LinkState of the link with index idx, which
+// may be known to the kernel (r), to the manager (mgr), or both.
+func (m *Model) view(idx int) event.LinkState {
+	var ls event.LinkState
+	if r, ok := m.links[idx]; ok {
+		ls = r.view()
+	}
+	if mgr, ok := m.managers[idx]; ok {
+		ls.Manager = mgr
+		if ls.Index == 0 && idx != 0 {
+			ls.Index, ls.Name = idx, mgr.Name
+		}
+	}
+	return ls
 }
 
 // view builds the immutable LinkState of r.
@@ -149,8 +167,8 @@ func (m *Model) Snapshot() []event.LinkState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]event.LinkState, 0, len(m.links))
-	for _, r := range m.links {
-		out = append(out, r.view())
+	for idx := range m.links {
+		out = append(out, m.view(idx))
 	}
 	slices.SortFunc(out, func(a, b event.LinkState) int { return cmp.Compare(a.Index, b.Index) })
 	return out
@@ -160,11 +178,10 @@ func (m *Model) Snapshot() []event.LinkState {
 func (m *Model) Link(index int) (event.LinkState, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, ok := m.links[index]
-	if !ok {
+	if _, ok := m.links[index]; !ok {
 		return event.LinkState{}, false
 	}
-	return r.view(), true
+	return m.view(index), true
 }
 
 // HostRoutes returns the routes that leave through no link (blackhole,

@@ -69,10 +69,24 @@ var (
 //	                 such as enslaved or degraded-carrier have no directory)
 //	LinkRenamed      nothing
 //	RuleDeleted      nothing
+//	ManagerStateChanged
+//	                 manager.d for the manager itself (ifindex 0), else
+//	                 <value>.d: networkd's OperationalState "routable"
+//	                 selects routable.d, its AdministrativeState
+//	                 "configured" configured.d, NetworkManager's device
+//	                 state "activated" activated.d. A value that is not a
+//	                 plain lower-case word (letters, digits, '-') selects
+//	                 nothing.
 //
-// manager.d is created by EnsureDirs for backend-level events but no
-// Change selects it yet. The returned slice is shared: callers must not
-// modify it.
+// With a network manager the manager's states decide: under
+// systemd-networkd and NetworkManager the kernel's carrier and derived
+// state changes select nothing (the manager reports carrier, no-carrier,
+// routable, ... itself); under dhclient, which knows only leases, carrier.d
+// and no-carrier.d still follow the kernel but the derived states do not
+// (routable.d runs for the lease). Link, address and route directories
+// follow the kernel under every backend.
+//
+// The returned slice may be shared: callers must not modify it.
 func DirsFor(c event.Change) []string {
 	switch c.Type {
 	case event.LinkAdded:
@@ -80,8 +94,14 @@ func DirsFor(c event.Change) []string {
 	case event.LinkRemoved:
 		return dirsLinkRemoved
 	case event.CarrierUp:
+		if managesCarrier(c.Backend) {
+			return nil
+		}
 		return dirsCarrier
 	case event.CarrierDown:
+		if managesCarrier(c.Backend) {
+			return nil
+		}
 		return dirsNoCarrier
 	case event.AddressAdded:
 		return dirsAddressAdded
@@ -90,9 +110,44 @@ func DirsFor(c event.Change) []string {
 	case event.RouteAdded, event.RouteRemoved:
 		return dirsRoutes
 	case event.OperStateChanged:
+		if c.Backend != "" && c.Backend != "none" {
+			return nil
+		}
 		return dirsState[c.Link.State]
+	case event.ManagerStateChanged:
+		if c.Link.Index == 0 {
+			return dirsManager
+		}
+		if !plainWord(c.Value) {
+			return nil
+		}
+		return []string{c.Value + ".d"}
 	}
 	return nil
+}
+
+var dirsManager = []string{"manager.d"}
+
+// managesCarrier reports whether the backend reports carrier changes
+// itself.
+func managesCarrier(backend string) bool {
+	return backend == "systemd-networkd" || backend == "NetworkManager"
+}
+
+// plainWord reports whether s can name a script directory: 1 to 32 bytes
+// of a-z, 0-9 and '-', starting with a letter.
+func plainWord(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // EnsureDirs creates the scripts root and every directory in StandardDirs

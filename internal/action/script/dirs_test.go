@@ -139,3 +139,37 @@ func TestNewConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestDirsForBackends(t *testing.T) {
+	mgr := func(idx int, value string) event.Change {
+		return event.Change{Type: event.ManagerStateChanged, Backend: "systemd-networkd",
+			Link: event.LinkState{Link: event.Link{Index: idx}}, Property: "OperationalState", Value: value}
+	}
+	with := func(backend string, t event.ChangeType, state string) event.Change {
+		return event.Change{Type: t, Backend: backend, Link: event.LinkState{State: state}}
+	}
+	tests := []struct {
+		name string
+		c    event.Change
+		want []string
+	}{
+		{"networkd state", mgr(10, "routable"), []string{"routable.d"}},
+		{"networkd state without a standard directory", mgr(10, "degraded-carrier"), []string{"degraded-carrier.d"}},
+		{"the manager itself", mgr(0, "routable"), []string{"manager.d"}},
+		{"hostile value", mgr(10, "../../bin"), nil},
+		{"upper case value", mgr(10, "Routable"), nil},
+		{"empty value", mgr(10, ""), nil},
+		{"networkd reports carrier itself", with("systemd-networkd", event.CarrierUp, ""), nil},
+		{"NetworkManager reports carrier itself", with("NetworkManager", event.CarrierDown, ""), nil},
+		{"dhclient keeps kernel carrier", with("dhclient", event.CarrierUp, ""), []string{"carrier.d"}},
+		{"derived states only without a manager", with("dhclient", event.OperStateChanged, "routable"), nil},
+		{"addresses follow the kernel", with("systemd-networkd", event.AddressAdded, ""), []string{"address-added.d"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(DirsFor(tt.c), tt.want); diff != "" {
+				t.Errorf("DirsFor() (-got +want):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,7 +1,9 @@
 package script
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -112,12 +114,22 @@ func (r *Runner) Environ(c event.Change) ([]string, error) {
 		addr = v6[0]
 	}
 
+	state, oldState := ls.State, c.OldState
+	if c.Type == event.ManagerStateChanged {
+		state, oldState = c.Value, c.OldValue
+	}
+	opState := ls.State
+	mgr := ls.Manager
+	if mgr != nil && mgr.States["OperationalState"] != "" {
+		opState = mgr.States["OperationalState"]
+	}
+
 	env := slices.Clone(r.baseEnv)
 	add := func(k, v string) { env = append(env, k+"="+v) }
 	add("LINK", ls.Name)
 	add("LINKINDEX", strconv.Itoa(ls.Index))
-	add("STATE", ls.State)
-	add("OLD_STATE", c.OldState)
+	add("STATE", state)
+	add("OLD_STATE", oldState)
 	add("BACKEND", c.Backend)
 	add("EVENT", c.Type.String())
 	add("ADDRESSES", strings.Join(all, " "))
@@ -144,7 +156,12 @@ func (r *Runner) Environ(c event.Change) ([]string, error) {
 	add("ADDR", addr)
 	add("IP_ADDRS", strings.Join(v4, " "))
 	add("IP6_ADDRS", strings.Join(v6, " "))
-	add("OperationalState", ls.State)
+	add("OperationalState", opState)
+	if mgr != nil {
+		if err := addManager(&env, mgr); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, kv := range env {
 		if strings.ContainsAny(kv, "\x00\n\r") {
@@ -154,6 +171,59 @@ func (r *Runner) Environ(c event.Change) ([]string, error) {
 	}
 	slices.Sort(env)
 	return env, nil
+}
+
+// addManager adds what the network manager reported: DNS and DOMAINS, each
+// state property under its own name (AdministrativeState, DeviceState,
+// ...), and the manager's own variables (JSON, CONNECTION_ID, DHCP_*).
+// netevd's variables win: a manager variable of the same name is left out.
+func addManager(env *[]string, m *event.Manager) error {
+	have := make(map[string]bool, len(*env)+len(m.States)+len(m.Env))
+	for _, kv := range *env {
+		k, _, _ := strings.Cut(kv, "=")
+		have[k] = true
+	}
+	set := func(k, v string) error {
+		if !validVarName(k) {
+			return fmt.Errorf("the %s backend reported a variable whose name is not a valid environment name: %s", m.Backend, strconv.Quote(k))
+		}
+		if !have[k] {
+			have[k] = true
+			*env = append(*env, k+"="+v)
+		}
+		return nil
+	}
+	dns := make([]string, len(m.DNS))
+	for i, a := range m.DNS {
+		dns[i] = a.String()
+	}
+	if err := errors.Join(set("DNS", strings.Join(dns, " ")), set("DOMAINS", strings.Join(m.Domains, " "))); err != nil {
+		return err
+	}
+	for _, kv := range []map[string]string{m.States, m.Env} {
+		for _, k := range slices.Sorted(maps.Keys(kv)) {
+			if err := set(k, kv[k]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// validVarName reports whether k is a portable environment variable name:
+// [A-Za-z_][A-Za-z0-9_]*.
+func validVarName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func addrString(a netip.Addr) string {
@@ -188,6 +258,23 @@ type Payload struct {
 	Routes    []PayloadRoute `json:"routes"`    // routes leaving through the link
 	Address   *PayloadAddr   `json:"address"`   // address events, else null
 	Route     *PayloadRoute  `json:"route"`     // route events, else null
+
+	// Manager state changes: which property changed from what to what;
+	// "" otherwise. Manager is the network manager's report on the link,
+	// null with backend none.
+	Property string          `json:"property"`
+	Value    string          `json:"value"`
+	OldValue string          `json:"old_value"`
+	Manager  *PayloadManager `json:"manager"`
+}
+
+// PayloadManager is a network manager's report in Payload.
+type PayloadManager struct {
+	States   map[string]string `json:"states"`
+	Env      map[string]string `json:"env"`
+	DNS      []string          `json:"dns"`
+	Domains  []string          `json:"domains"`
+	Hostname string            `json:"hostname"`
 }
 
 // PayloadLink is the link part of Payload.
@@ -269,7 +356,25 @@ func NewPayload(c event.Change) Payload {
 		rt := payloadRoute(*c.Route)
 		p.Route = &rt
 	}
+	p.Property, p.Value, p.OldValue = c.Property, c.Value, c.OldValue
+	if m := ls.Manager; m != nil {
+		pm := PayloadManager{
+			States: nonNil(m.States), Env: nonNil(m.Env),
+			DNS: make([]string, len(m.DNS)), Domains: append([]string{}, m.Domains...), Hostname: m.Hostname,
+		}
+		for i, a := range m.DNS {
+			pm.DNS[i] = a.String()
+		}
+		p.Manager = &pm
+	}
 	return p
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 func payloadAddr(a event.Addr) PayloadAddr {

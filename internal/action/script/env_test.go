@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -205,7 +206,7 @@ func TestPayloadJSON(t *testing.T) {
 	"initial": false, "backend": "none", "coalesced": 0,
 	"link": {"index": 10, "name": "veth0", "kind": "veth", "mac": "02:00:00:00:00:01", "mtu": 1500,
 		"admin_up": true, "carrier": true, "oper_state": "up", "state": "routable"},
-	"old_state": "degraded", "old_name": "",
+	"old_state": "degraded", "old_name": "", "property": "", "value": "", "old_value": "", "manager": null,
 	"addresses": [
 		{"address": "10.0.0.1/24", "ip": "10.0.0.1", "prefix_len": 24, "family": 4, "scope": "global", "flags": 0},
 		{"address": "127.0.0.2/8", "ip": "127.0.0.2", "prefix_len": 8, "family": 4, "scope": "host", "flags": 0},
@@ -254,4 +255,57 @@ func decode(t *testing.T, b []byte) any {
 		t.Fatalf("decode %s: %v", b, err)
 	}
 	return v
+}
+
+func TestEnvironManager(t *testing.T) {
+	setDaemonEnv(t)
+	r, err := New(Config{Dir: "/nonexistent"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr := &event.Manager{
+		Backend: "systemd-networkd", Index: 10, Name: "veth0",
+		States:  map[string]string{"OperationalState": "routable", "AdministrativeState": "configured"},
+		Env:     map[string]string{"JSON": `{"Index":10}`, "LINK": "spoofed", "CONNECTION_ID": "uplink"},
+		DNS:     []netip.Addr{netip.MustParseAddr("192.0.2.53"), netip.MustParseAddr("2001:db8::53")},
+		Domains: []string{"example.test", "lab.test"},
+	}
+	c := testChange()
+	c.Type, c.Addr = event.ManagerStateChanged, nil
+	c.Backend, c.Property, c.Value, c.OldValue, c.Manager = "systemd-networkd", "AdministrativeState", "configured", "configuring", mgr
+	c.Link.Manager = mgr
+	c.Link.State = "degraded" // the kernel's view; the manager's states win
+	got, err := r.Environ(c)
+	if err != nil {
+		t.Fatalf("Environ() = %v", err)
+	}
+	want := map[string]string{
+		"STATE": "configured", "OLD_STATE": "configuring", "EVENT": "manager-state", "BACKEND": "systemd-networkd",
+		"OperationalState": "routable", "AdministrativeState": "configured",
+		"JSON": `{"Index":10}`, "CONNECTION_ID": "uplink", "LINK": "veth0",
+		"DNS": "192.0.2.53 2001:db8::53", "DOMAINS": "example.test lab.test",
+	}
+	have := map[string]string{}
+	for _, kv := range got {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := have[k]; dup {
+			t.Errorf("variable %s set twice", k)
+		}
+		have[k] = v
+	}
+	for k, v := range want {
+		if have[k] != v {
+			t.Errorf("%s = %q, want %q", k, have[k], v)
+		}
+	}
+
+	mgr.Env = map[string]string{"BAD NAME": "x"}
+	if _, err := r.Environ(c); err == nil {
+		t.Errorf("Environ() with an invalid variable name from the backend: got no error")
+	}
+	mgr.Env = map[string]string{"JSON": "{\n}"}
+	var uv *UnsafeValueError
+	if _, err := r.Environ(c); !errors.As(err, &uv) || uv.Var != "JSON" {
+		t.Errorf("Environ() with a newline in a backend value: got %v, want an UnsafeValueError for JSON", err)
+	}
 }

@@ -169,7 +169,8 @@ func (r *Runner) Handle(ctx context.Context, c event.Change) error {
 		return nil
 	}
 
-	if !r.cfg.AllowUnsafeNames && !ValidName(c.Link.Name) {
+	managerItself := c.Type == event.ManagerStateChanged && c.Link.Index == 0
+	if !r.cfg.AllowUnsafeNames && !managerItself && !ValidName(c.Link.Name) {
 		r.refused.Add(1)
 		r.log.Warn("refusing event for interface with unsafe name",
 			"name", strconv.Quote(c.Link.Name), "event", c.Type.String(), "ifindex", c.Link.Index,
