@@ -20,6 +20,7 @@ func TestImportRules(t *testing.T) {
 		{"internal/state", append([]string{mod + "internal/source", mod + "internal/action", mod + "internal/pipeline", mod + "internal/config"}, netlinkLibs...)},
 		{"internal/pipeline", append([]string{mod + "internal/source", mod + "internal/action", mod + "internal/observe", mod + "internal/config", mod + "internal/rtnl"}, netlinkLibs...)},
 		{"internal/action/script", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl"}, netlinkLibs...)},
+		{"internal/action/resolved", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl", mod + "internal/action/script"}, netlinkLibs...)},
 		{"internal/config", []string{mod + "internal/"}},
 		{"internal/source/netlink", []string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state"}},
 	}

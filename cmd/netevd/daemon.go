@@ -14,6 +14,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/netevd/netevd/internal/action/resolved"
 	"github.com/netevd/netevd/internal/action/script"
 	"github.com/netevd/netevd/internal/config"
 	"github.com/netevd/netevd/internal/event"
@@ -102,6 +103,24 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 		sources = append(sources, mgr)
 	}
 	actions := []pipeline.Action{runner}
+	if d := cfg.Backends.Dhclient; d.UseDNS || d.UseDomain || d.UseHostname {
+		if opts.dryRun {
+			log.Info("dry run: not pushing DNS, domains or hostname to systemd-resolved/hostnamed")
+		} else {
+			rs, err := resolved.New(resolved.Options{UseDNS: d.UseDNS, UseDomain: d.UseDomain,
+				UseHostname: d.UseHostname, HostnameMethod: d.HostnameMethod}, log)
+			if err != nil {
+				return err
+			}
+			// Run re-pushes when resolved (re)appears on the bus.
+			rctx, rstop := context.WithCancel(ctx)
+			rdone := make(chan struct{})
+			go func() { defer close(rdone); _ = rs.Run(rctx) }()
+			defer func() { rstop(); <-rdone; rs.Close() }()
+			// First, so a script in routable.d finds the link's DNS in place.
+			actions = append([]pipeline.Action{rs}, actions...)
+		}
+	}
 
 	var current atomic.Pointer[config.Config]
 	current.Store(cfg)
