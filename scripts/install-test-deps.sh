@@ -12,9 +12,32 @@ NEEDS=(
 	ps:procps                      # process checks in tests
 	unshare:util-linux             # private mount/UTS namespaces for e2e tests
 	nsenter:util-linux
+	dbus-daemon:dbus-daemon        # private buses; resolved/hostnamed tests (systemd-resolved's .deb is fetched by the test, never installed)
 	gcc:gcc                        # cgo, needed by go test -race
 	/usr/include/stdio.h:libc6-dev # cgo headers and crt files
+	dhclient:isc-dhcp-client       # the dhclient backend's e2e test
+	dnsmasq:dnsmasq-base           # its DHCP server
+	/lib/systemd/systemd-networkd:systemd # the systemd-networkd backend's e2e test and netevd lab --backend networkd
+	NetworkManager:network-manager # the NetworkManager backend's e2e test (see below)
 )
+
+# NetworkManager must never run on this host: it would take over the host's
+# interfaces and /etc/resolv.conf (the e2e test runs it in a namespace of its
+# own). Its package starts and enables NetworkManager.service, so install it
+# only where apt starts no services (/usr/sbin/policy-rc.d exits 101) and
+# systemd is not PID 1 (which would start it at the next boot); elsewhere
+# leave it out and the test skips.
+if ! command -v NetworkManager >/dev/null; then
+	policy=0
+	if [ -x /usr/sbin/policy-rc.d ]; then /usr/sbin/policy-rc.d >/dev/null 2>&1 || policy=$?; fi
+	if [ "$policy" != 101 ] || [ -d /run/systemd/system ]; then
+		echo "install-test-deps: not installing network-manager: apt could start NetworkManager on this host" \
+			"(needs /usr/sbin/policy-rc.d exiting 101 and systemd not PID 1); its e2e test will skip" >&2
+		keep=()
+		for n in "${NEEDS[@]}"; do [ "$n" = NetworkManager:network-manager ] || keep+=("$n"); done
+		NEEDS=("${keep[@]}")
+	fi
+fi
 
 missing=()
 for n in "${NEEDS[@]}"; do

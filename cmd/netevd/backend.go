@@ -12,6 +12,8 @@ import (
 	"github.com/netevd/netevd/internal/config"
 	"github.com/netevd/netevd/internal/pipeline"
 	"github.com/netevd/netevd/internal/sdbus"
+	"github.com/netevd/netevd/internal/source/networkd"
+	"github.com/netevd/netevd/internal/source/nm"
 )
 
 // Well-known bus names of the managers "auto" looks for.
@@ -71,8 +73,18 @@ func managerSource(backend string, cfg *config.Config, log *slog.Logger) (pipeli
 	switch backend {
 	case config.BackendNone:
 		return nil, nil
-		// backend: systemd-networkd
-		// backend: NetworkManager
+	case config.BackendNetworkd: // backend: systemd-networkd
+		src, err := networkd.New(networkd.Options{EmitJSON: cfg.Backends.SystemdNetworkd.EmitJSON}, log)
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
+	case config.BackendNetworkManager:
+		src, err := nm.New(nm.Options{}, log)
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
 		// backend: dhclient
 	}
 	return nil, errNotBuilt

@@ -555,3 +555,40 @@ func TestHandleNoScriptsAllocations(t *testing.T) {
 		}
 	}
 }
+
+// Manager states run <value>.d even where the directory is not one of the
+// standard set (NetworkManager's unavailable.d, networkd's
+// degraded-carrier.d), and the manager itself runs manager.d with no link
+// name to check.
+func TestHandleManagerDirectories(t *testing.T) {
+	requireRoot(t)
+	r, _ := newTestRunner(t, Config{})
+	out := filepath.Join(t.TempDir(), "ran")
+	for _, d := range []string{"unavailable.d", "manager.d"} {
+		dir := filepath.Join(r.cfg.Dir, d)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeScript(t, dir, "10-rec", "#!/bin/sh\necho \""+d+" $LINK $STATE $OLD_STATE\" >> "+out+"\n", 0o755)
+	}
+	mgr := &event.Manager{Backend: "NetworkManager", Index: 10, States: map[string]string{"DeviceState": "unavailable"}}
+	dev := event.Change{ID: 1, Type: event.ManagerStateChanged, Backend: "NetworkManager", Property: "DeviceState",
+		Value: "unavailable", OldValue: "activated", Manager: mgr,
+		Link: event.LinkState{Link: event.Link{Index: 10, Name: "veth0"}, Manager: mgr}}
+	self := &event.Manager{Backend: "NetworkManager", States: map[string]string{"NMState": "connected-global"}}
+	whole := event.Change{ID: 2, Type: event.ManagerStateChanged, Backend: "NetworkManager", Property: "NMState",
+		Value: "connected-global", Manager: self, Link: event.LinkState{Manager: self}}
+	for _, c := range []event.Change{dev, whole} {
+		if err := r.Handle(t.Context(), c); err != nil {
+			t.Fatalf("Handle(%s): %v", c.Value, err)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "unavailable.d veth0 unavailable activated\nmanager.d  connected-global \n"
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("scripts ran (-want +got):\n%s", diff)
+	}
+}

@@ -257,7 +257,12 @@ func (r *Runner) runOne(ctx context.Context, path string, env []string, payload 
 // that run, and logs the others: skipped ones at debug level, refused ones
 // at warn level once per version of the file.
 func (r *Runner) collect(ctx context.Context, name string, scripts []string) []string {
-	dir := r.dirPath[name]
+	dir, ok := r.dirPath[name]
+	if !ok {
+		// A manager state outside StandardDirs (NetworkManager's
+		// unavailable.d, ip-config.d, ...); DirsFor only names plain words.
+		dir = filepath.Join(r.cfg.Dir, name)
+	}
 	entries, dirStamp, err := scanDir(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
