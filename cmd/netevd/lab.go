@@ -20,8 +20,10 @@ func newLabCommand() *cobra.Command {
 		Long: `Create two throw-away network namespaces joined by a veth pair, start netevd in one
 with example scripts, then bring the link up, add addresses and a default route,
 flap the carrier and remove things again, showing the daemon's events and script
-output as they happen. Needs root. The host's interfaces, routes and rules are
-never touched, and everything is removed on exit or Ctrl-C.`,
+output as they happen. With --backend networkd the real systemd-networkd, with a
+private system bus, manages the link instead and the daemon follows it. Needs
+root. The host's interfaces, routes and rules are never touched, and everything
+is removed on exit or Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Binary == "" {
@@ -46,5 +48,7 @@ never touched, and everything is removed on exit or Ctrl-C.`,
 	f.BoolVar(&opts.Loop, "loop", false, "flap until interrupted")
 	f.DurationVar(&opts.Delay, "delay", lab.DefaultDelay, "pause between steps")
 	f.StringVar(&opts.Binary, "binary", "", "netevd binary to run inside (default: this one)")
+	f.StringVar(&opts.Backend, "backend", lab.BackendNone,
+		"network manager backend: none (kernel events only) or networkd (the real systemd-networkd manages the link)")
 	return cmd
 }

@@ -16,17 +16,26 @@ import (
 const readyTimeout = 10 * time.Second
 
 // startDaemon runs the binary in the daemon namespace and waits until it
-// logs that it is ready. ip netns exec execs the binary in place, so the
-// child's PID is the daemon's. It gets its own process group: a Ctrl-C on
+// logs that it is ready. ip netns exec (or, with systemd-networkd, nsenter)
+// execs the binary in place, so the child's PID is the daemon's. It gets its own process group: a Ctrl-C on
 // the terminal reaches the lab only, and the lab stops the daemon in order.
 func (l *lab) startDaemon(ctx context.Context, config string) error {
-	args := []string{"netns", "exec", l.ns, l.opts.Binary, "--config", config}
-	l.say("+ %s", cmdline(args))
+	var cmd *exec.Cmd
+	if l.nd != nil {
+		// Inside networkd's private mount namespace, where the private
+		// bus is the system bus; nsenter execs the binary in place.
+		cmd = l.nd.command(l.opts.Binary, "--config", config)
+		cmd.Env = append(daemonEnv(os.Environ()), "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket")
+		l.say("+ %s", strings.Join(cmd.Args, " "))
+	} else {
+		args := []string{"netns", "exec", l.ns, l.opts.Binary, "--config", config}
+		l.say("+ %s", cmdline(args))
+		cmd = exec.Command("ip", args...)
+		cmd.Env = daemonEnv(os.Environ())
+	}
 	w := &lineWriter{out: l.out, prefix: "daemon | ", ready: make(chan struct{})}
-	cmd := exec.Command("ip", args...)
 	cmd.Stdout = w
 	cmd.Stderr = w
-	cmd.Env = daemonEnv(os.Environ())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second // a script that outlives the daemon keeps the pipe open
 	if err := cmd.Start(); err != nil {

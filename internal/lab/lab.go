@@ -42,7 +42,18 @@ type Options struct {
 	Loop bool
 	// Delay is the pause before each step; 0 means DefaultDelay.
 	Delay time.Duration
+	// Backend is the daemon's network manager backend: BackendNone (or
+	// "", kernel events only) or BackendNetworkd, which runs the real
+	// systemd-networkd with a private system bus in the daemon namespace
+	// to manage lab0 (see networkd.go).
+	Backend string
 }
+
+// Backends the lab can run.
+const (
+	BackendNone     = "none"
+	BackendNetworkd = "networkd"
+)
 
 // Names of the lab's links and addresses, inside its namespaces only.
 const (
@@ -69,6 +80,8 @@ type lab struct {
 	daemon  *exec.Cmd
 	exited  chan struct{} // closed when daemon has been waited for
 	exitErr error         // cmd.Wait's result, valid once exited is closed
+
+	nd *networkdEnv // with BackendNetworkd, once started
 }
 
 // Run runs the lab: it sets up the namespaces and files, starts opts.Binary
@@ -109,6 +122,11 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 	if err != nil {
 		return err
 	}
+	if l.opts.Backend == BackendNetworkd {
+		if err := l.startNetworkd(ctx); err != nil {
+			return err
+		}
+	}
 	if err := l.startDaemon(ctx, config); err != nil {
 		return err
 	}
@@ -126,7 +144,13 @@ func check(opts *Options) error {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return fmt.Errorf("netevd lab needs the ip command (iproute2): %w", err)
 	}
-	return checkOptions(opts)
+	if err := checkOptions(opts); err != nil {
+		return err
+	}
+	if opts.Backend == BackendNetworkd {
+		return checkNetworkd(opts)
+	}
+	return nil
 }
 
 func checkOptions(opts *Options) error {
@@ -147,6 +171,14 @@ func checkOptions(opts *Options) error {
 	if opts.Steps < 0 || opts.Delay < 0 {
 		return fmt.Errorf("netevd lab: steps (%d) and delay (%s) must not be negative", opts.Steps, opts.Delay)
 	}
+	switch opts.Backend {
+	case "", BackendNone:
+		opts.Backend = BackendNone
+	case BackendNetworkd, "systemd-networkd":
+		opts.Backend = BackendNetworkd
+	default:
+		return fmt.Errorf("netevd lab: unknown backend %q (want %s or %s)", opts.Backend, BackendNone, BackendNetworkd)
+	}
 	opts.Binary = abs
 	return nil
 }
@@ -161,6 +193,7 @@ func (l *lab) cleanup() error {
 		}
 		l.say("daemon exited: %s", l.exitStatus())
 	}
+	l.stopNetworkd()
 	for _, ns := range l.made {
 		if err := l.killAll(ns); err != nil {
 			errs = append(errs, err)

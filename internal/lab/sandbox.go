@@ -16,7 +16,7 @@ system:
   scripts_dir: %q
   log_format: text
   log_level: info
-  backend: none
+  backend: %s
 api:
   enabled: false
 `
@@ -30,7 +30,7 @@ func (l *lab) writeSandbox() (string, error) {
 		return "", fmt.Errorf("create lab directory: %w", err)
 	}
 	l.dir = dir
-	config, err := writeFiles(dir)
+	config, err := writeFiles(dir, l.opts.Backend)
 	if err != nil {
 		return "", err
 	}
@@ -38,8 +38,9 @@ func (l *lab) writeSandbox() (string, error) {
 	return config, nil
 }
 
-// writeFiles writes netevd.yaml and scripts/ into dir.
-func writeFiles(dir string) (string, error) {
+// writeFiles writes netevd.yaml and scripts/ into dir for the lab backend
+// (BackendNone or BackendNetworkd).
+func writeFiles(dir, backend string) (string, error) {
 	scripts := filepath.Join(dir, "scripts")
 	err := fs.WalkDir(examples.Scripts, "scripts", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -64,8 +65,15 @@ func writeFiles(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("copy example scripts: %w", err)
 	}
+	daemonBackend := "none"
+	if backend == BackendNetworkd {
+		daemonBackend = "systemd-networkd"
+		if err := writeNetworkdScripts(scripts); err != nil {
+			return "", err
+		}
+	}
 	config := filepath.Join(dir, "netevd.yaml")
-	if err := os.WriteFile(config, fmt.Appendf(nil, configTemplate, scripts), 0o644); err != nil {
+	if err := os.WriteFile(config, fmt.Appendf(nil, configTemplate, scripts, daemonBackend), 0o644); err != nil {
 		return "", fmt.Errorf("write lab config: %w", err)
 	}
 	return config, nil

@@ -20,11 +20,24 @@ type step struct {
 // (repeated by play), and the teardown of routes and addresses. Deleting
 // an IPv4 address makes the kernel drop the routes through its subnet too,
 // so the default route is deleted and restored before the address goes.
+// With systemd-networkd the setup is the peer coming up (networkd
+// configures lab0) and there is no teardown.
 func (l *lab) steps() (before, flap, after []step) {
 	dev := []string{"dev", linkName}
 	in := func(ns string, args ...string) []string { return append([]string{"-n", ns}, args...) }
 	route := func(verb string) []string {
 		return in(l.ns, append([]string{"route", verb, "default", "via", gateway4}, dev...)...)
+	}
+	flap = []step{
+		{"take the peer down: lab0 loses carrier", in(l.peer, "link", "set", peerName, "down")},
+		{"bring the peer up again: carrier is back", in(l.peer, "link", "set", peerName, "up")},
+	}
+	if l.opts.Backend == BackendNetworkd {
+		// systemd-networkd brings lab0 up and configures its address and
+		// default route itself (and drops the address on carrier loss).
+		before = []step{{"bring the peer up: lab0 gets carrier; systemd-networkd adds " + address4 +
+			" and the default route via " + gateway4, in(l.peer, "link", "set", peerName, "up")}}
+		return before, flap, nil
 	}
 	before = []step{
 		{"set lab0 up: no carrier yet, the peer is down", in(l.ns, "link", "set", linkName, "up")},
@@ -32,10 +45,6 @@ func (l *lab) steps() (before, flap, after []step) {
 		{"add an IPv4 address to lab0", in(l.ns, append([]string{"address", "add", address4}, dev...)...)},
 		{"add an IPv6 address to lab0", in(l.ns, append([]string{"address", "add", address6}, append(dev, "nodad")...)...)},
 		{"add a default route via the peer: lab0 is routable", route("add")},
-	}
-	flap = []step{
-		{"take the peer down: lab0 loses carrier", in(l.peer, "link", "set", peerName, "down")},
-		{"bring the peer up again: carrier is back", in(l.peer, "link", "set", peerName, "up")},
 	}
 	after = []step{
 		{"delete the default route: lab0 is no longer routable", route("del")},

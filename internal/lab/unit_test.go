@@ -60,7 +60,7 @@ func TestCheckOptions(t *testing.T) {
 
 func TestWriteFiles(t *testing.T) {
 	dir := t.TempDir()
-	config, err := writeFiles(dir)
+	config, err := writeFiles(dir, BackendNone)
 	if err != nil {
 		t.Fatal(err)
 	}
