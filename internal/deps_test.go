@@ -22,6 +22,9 @@ func TestImportRules(t *testing.T) {
 		{"internal/action/script", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl"}, netlinkLibs...)},
 		{"internal/action/resolved", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl", mod + "internal/action/script"}, netlinkLibs...)},
 		{"internal/config", []string{mod + "internal/"}},
+		{"internal/source/dhclient", append([]string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state", mod + "internal/sdbus", "github.com/godbus"}, netlinkLibs...)},
+		{"internal/source/networkd", append([]string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state", mod + "internal/rtnl"}, netlinkLibs...)},
+		{"internal/source/nm", append([]string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state"}, netlinkLibs...)},
 		{"internal/source/netlink", []string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state"}},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"github.com/netevd/netevd/internal/config"
 	"github.com/netevd/netevd/internal/pipeline"
 	"github.com/netevd/netevd/internal/sdbus"
+	"github.com/netevd/netevd/internal/source/dhclient"
 	"github.com/netevd/netevd/internal/source/networkd"
 	"github.com/netevd/netevd/internal/source/nm"
 )
@@ -58,9 +59,10 @@ func leaseFile(d config.Dhclient) string {
 		return d.LeaseFile
 	}
 	for _, dir := range d.LeaseDirs {
-		for _, pat := range []string{"*.leases", "*.lease"} {
-			if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
-				return m[0]
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if dhclient.IsLeaseFileName(e.Name()) {
+				return filepath.Join(dir, e.Name())
 			}
 		}
 	}
@@ -85,7 +87,13 @@ func managerSource(backend string, cfg *config.Config, log *slog.Logger) (pipeli
 			return nil, err
 		}
 		return src, nil
-		// backend: dhclient
+	case config.BackendDhclient:
+		d := cfg.Backends.Dhclient
+		var files []string
+		if d.LeaseFile != "" {
+			files = []string{d.LeaseFile}
+		}
+		return dhclient.New(dhclient.Options{Dirs: d.LeaseDirs, Files: files}, log)
 	}
 	return nil, errNotBuilt
 }

@@ -118,8 +118,9 @@ type Dhclient struct {
 	UseDomain   bool   `yaml:"use_domain"`   // push the lease's domain to systemd-resolved
 	UseHostname bool   `yaml:"use_hostname"` // push the lease's hostname to systemd-hostnamed
 	LeaseFile   string `yaml:"lease_file"`   // the lease file dhclient writes
-	// LeaseDirs are watched for every *.leases/*.lease file in them
-	// (dhclient.<if>.leases, lease6); a missing directory is waited for.
+	// LeaseDirs are watched for dhclient's lease files (dhclient.leases,
+	// dhclient.<if>.leases, dhclient6.leases, ...; never a DHCP server's
+	// dhcpd.leases); a missing directory is waited for.
 	LeaseDirs []string `yaml:"lease_dirs"`
 	// HostnameMethod is how use_hostname sets the hostname through
 	// systemd-hostnamed: "static" (SetStaticHostname, persists) or
