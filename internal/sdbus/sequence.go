@@ -50,51 +50,9 @@ func (c *Conn) CallSeq(ctx context.Context, dest, path, method string, args ...a
 // channel is full the library delivers further signals from goroutines of
 // its own, out of order (the sequence numbers still tell the true order).
 func (c *Conn) SubscribeSeq(ctx context.Context, size int, matches ...Match) (<-chan SeqSignal, error) {
-	raw := make(chan *dbus.Signal, size)
-	c.c.Signal(raw)
-	for _, m := range matches {
-		if err := c.c.AddMatchSignalContext(ctx, matchOptions(m)...); err != nil {
-			c.c.RemoveSignal(raw)
-			return nil, fmt.Errorf("add match %+v on %s: %w", m, c.addr, err)
-		}
-	}
-	out := make(chan SeqSignal, size)
-	go func() {
-		defer close(out)
-		defer c.c.RemoveSignal(raw)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-c.Done():
-				return
-			case s, ok := <-raw:
-				if !ok {
-					return
-				}
-				if !matchesAny(s, matches) {
-					continue
-				}
-				body := make([]any, len(s.Body))
-				for i, v := range s.Body {
-					body[i] = Plain(v)
-				}
-				iface, member := splitName(s.Name)
-				sig := SeqSignal{
-					Signal: Signal{Sender: s.Sender, Path: string(s.Path), Interface: iface, Member: member, Body: body},
-					Seq:    uint64(s.Sequence),
-				}
-				select {
-				case out <- sig:
-				case <-ctx.Done():
-					return
-				case <-c.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return subscribe(c, ctx, size, matches, func(s *dbus.Signal) SeqSignal {
+		return SeqSignal{Signal: toSignal(s), Seq: uint64(s.Sequence)}
+	})
 }
 
 func matchOptions(m Match) []dbus.MatchOption {

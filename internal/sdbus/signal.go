@@ -27,34 +27,26 @@ type Signal struct {
 
 // Subscribe adds the match rules to the bus and returns a channel that
 // receives the matching signals until ctx ends or the connection is lost;
-// then the channel is closed. The channel holds up to size signals; when
-// the reader falls further behind, the D-Bus library drops signals, so
-// read promptly and re-read state after a gap.
+// then the channel is closed. The channel is registered before the rules
+// are added, so no matching signal sent after Subscribe returns is missed.
+// It holds up to size signals; keep reading: when it is full the D-Bus
+// library delivers further signals from goroutines of its own, out of
+// order (SubscribeSeq's sequence numbers tell the true order).
 func (c *Conn) Subscribe(ctx context.Context, size int, matches ...Match) (<-chan Signal, error) {
+	return subscribe(c, ctx, size, matches, toSignal)
+}
+
+// subscribe is Subscribe with the conversion of each signal left to conv.
+func subscribe[T any](c *Conn, ctx context.Context, size int, matches []Match, conv func(*dbus.Signal) T) (<-chan T, error) {
+	raw := make(chan *dbus.Signal, size)
+	c.c.Signal(raw)
 	for _, m := range matches {
-		var opts []dbus.MatchOption
-		if m.Sender != "" {
-			opts = append(opts, dbus.WithMatchSender(m.Sender))
-		}
-		if m.Interface != "" {
-			opts = append(opts, dbus.WithMatchInterface(m.Interface))
-		}
-		if m.Member != "" {
-			opts = append(opts, dbus.WithMatchMember(m.Member))
-		}
-		if m.Path != "" {
-			opts = append(opts, dbus.WithMatchObjectPath(dbus.ObjectPath(m.Path)))
-		}
-		if m.PathNamespace != "" {
-			opts = append(opts, dbus.WithMatchPathNamespace(dbus.ObjectPath(m.PathNamespace)))
-		}
-		if err := c.c.AddMatchSignalContext(ctx, opts...); err != nil {
+		if err := c.c.AddMatchSignalContext(ctx, matchOptions(m)...); err != nil {
+			c.c.RemoveSignal(raw)
 			return nil, fmt.Errorf("add match %+v on %s: %w", m, c.addr, err)
 		}
 	}
-	raw := make(chan *dbus.Signal, size)
-	c.c.Signal(raw)
-	out := make(chan Signal, size)
+	out := make(chan T, size)
 	go func() {
 		defer close(out)
 		defer c.c.RemoveSignal(raw)
@@ -71,14 +63,8 @@ func (c *Conn) Subscribe(ctx context.Context, size int, matches ...Match) (<-cha
 				if !matchesAny(s, matches) {
 					continue
 				}
-				body := make([]any, len(s.Body))
-				for i, v := range s.Body {
-					body[i] = Plain(v)
-				}
-				iface, member := splitName(s.Name)
-				sig := Signal{Sender: s.Sender, Path: string(s.Path), Interface: iface, Member: member, Body: body}
 				select {
-				case out <- sig:
+				case out <- conv(s):
 				case <-ctx.Done():
 					return
 				case <-c.Done():
@@ -88,6 +74,16 @@ func (c *Conn) Subscribe(ctx context.Context, size int, matches ...Match) (<-cha
 		}
 	}()
 	return out, nil
+}
+
+// toSignal converts a received signal, its body to plain Go values.
+func toSignal(s *dbus.Signal) Signal {
+	body := make([]any, len(s.Body))
+	for i, v := range s.Body {
+		body[i] = Plain(v)
+	}
+	iface, member := splitName(s.Name)
+	return Signal{Sender: s.Sender, Path: string(s.Path), Interface: iface, Member: member, Body: body}
 }
 
 // matchesAny filters locally too: the library delivers every signal the
