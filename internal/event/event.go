@@ -7,6 +7,7 @@
 package event
 
 import (
+	"context"
 	"net/netip"
 	"time"
 )
@@ -99,6 +100,14 @@ type Manager struct {
 	DNS      []netip.Addr
 	Domains  []string
 	Hostname string
+
+	// Describe, if set, returns the manager's own description of the link
+	// (networkd's Link.Describe JSON). The script runner calls it only
+	// when scripts are about to run for a change of this link, and passes
+	// the result as $JSON, so a manager that is busy answering does not
+	// delay changes for which no script exists. It is not data: reports
+	// compare equal whatever it is.
+	Describe func(ctx context.Context) (string, error)
 
 	// Refresh asks that a report whose States are unchanged but whose data
 	// (Env, DNS, Domains, Hostname) changed re-run the directories of its

@@ -592,3 +592,52 @@ func TestHandleManagerDirectories(t *testing.T) {
 		t.Errorf("scripts ran (-want +got):\n%s", diff)
 	}
 }
+
+// A manager's description of the link is fetched only when a script will
+// run, and reaches it as $JSON; a failing description leaves JSON out.
+func TestHandleDescribesOnlyForScripts(t *testing.T) {
+	requireRoot(t)
+	r, logs := newTestRunner(t, Config{})
+	calls := 0
+	fail := false
+	mgr := &event.Manager{Backend: "systemd-networkd", Index: 10, States: map[string]string{"OperationalState": "routable"},
+		Describe: func(context.Context) (string, error) {
+			calls++
+			if fail {
+				return "", errors.New("networkd is gone")
+			}
+			return `{"Index":10}`, nil
+		}}
+	c := event.Change{ID: 7, Type: event.ManagerStateChanged, Backend: "systemd-networkd", Property: "OperationalState",
+		Value: "routable", Manager: mgr, Link: event.LinkState{Link: event.Link{Index: 10, Name: "veth0"}, Manager: mgr}}
+
+	if err := r.Handle(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 {
+		t.Fatalf("Describe called %d times with no script to run, want 0", calls)
+	}
+
+	out := filepath.Join(t.TempDir(), "json")
+	writeScript(t, filepath.Join(r.cfg.Dir, "routable.d"), "10-json", "#!/bin/sh\nprintf '%s' \"${JSON-unset}\" > "+out+"\n", 0o755)
+	if err := r.Handle(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != `{"Index":10}` || calls != 1 {
+		t.Errorf("script saw JSON %q after %d Describe calls, want {\"Index\":10} after 1", got, calls)
+	}
+	if _, ok := mgr.Env["JSON"]; ok {
+		t.Errorf("the report was modified: %v", mgr.Env)
+	}
+
+	fail = true
+	if err := r.Handle(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "unset" {
+		t.Errorf("after a failed Describe the script saw JSON %q, want it unset", got)
+	}
+	if len(logs.find("manager did not describe the link; scripts run without JSON")) != 1 {
+		t.Errorf("the failed Describe was not logged once")
+	}
+}

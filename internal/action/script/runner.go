@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -177,6 +178,7 @@ func (r *Runner) Handle(ctx context.Context, c event.Change) error {
 			"event_id", c.ID, "scripts", len(scripts))
 		return nil
 	}
+	c = r.describe(ctx, c)
 	env, err := r.Environ(c)
 	if err != nil {
 		r.refused.Add(1)
@@ -215,6 +217,34 @@ func (r *Runner) Handle(ctx context.Context, c event.Change) error {
 		return fmt.Errorf("%d of %d scripts failed: %s", len(failed), len(scripts), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// describeTimeout bounds the wait for a manager's description of a link.
+const describeTimeout = 5 * time.Second
+
+// describe asks the manager for its description of the link when it offers
+// one (event.Manager.Describe) and returns c with the result in the
+// manager's variables as JSON. It is called only when scripts will run. On
+// failure the scripts run without JSON and the log says why.
+func (r *Runner) describe(ctx context.Context, c event.Change) event.Change {
+	m := c.Link.Manager
+	if m == nil || m.Describe == nil {
+		return c
+	}
+	dctx, cancel := context.WithTimeout(ctx, describeTimeout)
+	defer cancel()
+	js, err := m.Describe(dctx)
+	if err != nil {
+		r.log.Warn("manager did not describe the link; scripts run without JSON",
+			"backend", m.Backend, "ifindex", c.Link.Index, "event_id", c.ID, "error", err)
+		return c
+	}
+	cp := *m
+	cp.Env = make(map[string]string, len(m.Env)+1)
+	maps.Copy(cp.Env, m.Env)
+	cp.Env["JSON"] = js
+	c.Link.Manager = &cp
+	return c
 }
 
 // runOne runs one script, logs how it ended and counts it.
