@@ -107,8 +107,11 @@ func (q *linkQueue) pop() *job {
 	return j
 }
 
-// noop reports whether running j would be pointless: the changes it folded
-// together cancel out (carrier down then up, address added then removed).
+// noop reports whether running j would be pointless: the kernel changes it
+// folded together cancel out (carrier down then up, address added then
+// removed). A manager's states never cancel out: configured, configuring,
+// configured again means networkd configured the link anew, and scripts
+// (and resolved) must see the newest configuration.
 func (j *job) noop() bool {
-	return j.c.Coalesced > 0 && j.value == j.base
+	return j.c.Coalesced > 0 && j.value == j.base && j.c.Type != event.ManagerStateChanged
 }

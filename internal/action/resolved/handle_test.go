@@ -203,6 +203,26 @@ func TestHandle(t *testing.T) {
 			wantStats: Stats{Pushes: 1, Failures: 1},
 		},
 		{
+			name: "a link resolved takes from its manager (LinkBusy) is no failure and is not retried",
+			opts: Options{UseDNS: true, UseDomain: true},
+			steps: []step{
+				{change: mc(event.ManagerStateChanged, 10, report{dns: []string{"10.1.2.3"}, domains: []string{"a.test"}}),
+					fail: map[string][]error{
+						"SetLinkDNS":     {&sdbus.ErrorReply{Name: errLinkBusy, Msg: "Link veth0 is managed."}},
+						"SetLinkDomains": {&sdbus.ErrorReply{Name: errLinkBusy, Msg: "Link veth0 is managed."}},
+					},
+					want: []busCall{
+						{"SetLinkDNS", []any{int32(10), []dnsServer{v4(10, 1, 2, 3)}}},
+						{"SetLinkDomains", []any{int32(10), []linkDomain{{"a.test", false}}}},
+					}},
+				{change: mc(event.AddressAdded, 10, report{dns: []string{"10.1.2.3"}, domains: []string{"a.test"}})},
+				// New values are offered again.
+				{change: mc(event.ManagerStateChanged, 10, report{dns: []string{"10.9.9.9"}, domains: []string{"a.test"}}),
+					want: []busCall{{"SetLinkDNS", []any{int32(10), []dnsServer{v4(10, 9, 9, 9)}}}}},
+			},
+			wantStats: Stats{Pushes: 1},
+		},
+		{
 			name: "a failed hostname is tried again at the next change of any link",
 			opts: Options{UseHostname: true},
 			steps: []step{

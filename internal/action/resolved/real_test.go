@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netevd/netevd/internal/action/resolved/resolvedtest"
 	"github.com/netevd/netevd/internal/event"
 	"github.com/netevd/netevd/internal/sdbus"
 )
@@ -22,9 +23,9 @@ type client struct {
 	conn *sdbus.Conn
 }
 
-func dialClient(t *testing.T, d *daemons) *client {
+func dialClient(t *testing.T, d *resolvedtest.Daemons) *client {
 	t.Helper()
-	conn, err := sdbus.Dial(t.Context(), d.bus)
+	conn, err := sdbus.Dial(t.Context(), d.BusAddress())
 	if err != nil {
 		t.Fatalf("dial the private bus: %v", err)
 	}
@@ -126,15 +127,14 @@ func testLogger(t *testing.T) *slog.Logger {
 // empty list clears, and a removed link is reverted. The host's hostname
 // and resolver configuration stay as they were.
 func TestRealDaemons(t *testing.T) {
-	guardHost(t)
 	d := startDaemons(t)
 	bus := dialClient(t, d)
-	d.ns.Run("link", "add", "veth0", "index", "10", "type", "veth", "peer", "name", "vp0", "index", "20")
-	d.ns.Run("link", "set", "veth0", "up")
-	d.ns.Run("link", "set", "vp0", "up")
+	d.NS.Run("link", "add", "veth0", "index", "10", "type", "veth", "peer", "name", "vp0", "index", "20")
+	d.NS.Run("link", "set", "veth0", "up")
+	d.NS.Run("link", "set", "vp0", "up")
 	bus.waitLink(10, false)
 
-	a, err := New(Options{BusAddress: d.bus, UseDNS: true, UseDomain: true, UseHostname: true}, testLogger(t))
+	a, err := New(Options{BusAddress: d.BusAddress(), UseDNS: true, UseDomain: true, UseHostname: true}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestRealDaemons(t *testing.T) {
 	if static != "tb-host" || current != "tb-host" {
 		t.Errorf("hostnamed: static %q, hostname %q; want tb-host for both", static, current)
 	}
-	if got := d.inside(t, "hostname"); got != "tb-host" {
+	if got := d.Run("hostname"); got != "tb-host" {
 		t.Errorf("hostname inside the namespace: %q, want tb-host", got)
 	}
 	checkPushes("first report", 3)
@@ -195,7 +195,7 @@ func TestRealDaemons(t *testing.T) {
 	// The usual case: the link is gone and resolved has forgotten it.
 	handle(event.LinkAdded, first)
 	checkLink("pushed to the new link", []dnsServer{v4(10, 1, 2, 3), fd53}, []linkDomain{{"tb.test", false}, {"corp.test", true}})
-	d.ns.Run("link", "del", "veth0")
+	d.NS.Run("link", "del", "veth0")
 	bus.waitLink(10, true)
 	handle(event.LinkRemoved, first)
 	checkPushes("link deleted", 12)
@@ -204,7 +204,6 @@ func TestRealDaemons(t *testing.T) {
 // hostname_method transient sets the kernel's hostname through SetHostname
 // and leaves the static hostname alone.
 func TestRealDaemonsTransientHostname(t *testing.T) {
-	guardHost(t)
 	d := startDaemons(t)
 	bus := dialClient(t, d)
 
@@ -216,7 +215,7 @@ func TestRealDaemonsTransientHostname(t *testing.T) {
 		t.Fatalf("clear the static hostname: %v", err)
 	}
 
-	a, err := New(Options{BusAddress: d.bus, UseHostname: true, HostnameMethod: HostnameTransient}, testLogger(t))
+	a, err := New(Options{BusAddress: d.BusAddress(), UseHostname: true, HostnameMethod: HostnameTransient}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +227,7 @@ func TestRealDaemonsTransientHostname(t *testing.T) {
 	if static != "" || current != "tb-transient" {
 		t.Errorf("hostnamed: static %q, hostname %q; want \"\" and tb-transient", static, current)
 	}
-	if got := d.inside(t, "hostname"); got != "tb-transient" {
+	if got := d.Run("hostname"); got != "tb-transient" {
 		t.Errorf("hostname inside the namespace: %q, want tb-transient", got)
 	}
 	if got := a.Stats(); got != (Stats{Pushes: 1}) {
@@ -240,15 +239,14 @@ func TestRealDaemonsTransientHostname(t *testing.T) {
 // not started yet at boot) is made by Run as soon as resolved comes onto
 // the bus, without waiting for the link's next change.
 func TestRealDaemonsResolvedComesBack(t *testing.T) {
-	guardHost(t)
 	d := startDaemons(t)
 	bus := dialClient(t, d)
-	d.ns.Run("link", "add", "veth0", "index", "10", "type", "veth", "peer", "name", "vp0", "index", "20")
-	d.ns.Run("link", "set", "veth0", "up")
-	d.ns.Run("link", "set", "vp0", "up")
+	d.NS.Run("link", "add", "veth0", "index", "10", "type", "veth", "peer", "name", "vp0", "index", "20")
+	d.NS.Run("link", "set", "veth0", "up")
+	d.NS.Run("link", "set", "vp0", "up")
 	bus.waitLink(10, false)
 
-	a, err := New(Options{BusAddress: d.bus, UseDNS: true, UseDomain: true}, testLogger(t))
+	a, err := New(Options{BusAddress: d.BusAddress(), UseDNS: true, UseDomain: true}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,14 +264,14 @@ func TestRealDaemonsResolvedComesBack(t *testing.T) {
 	if err := a.Handle(t.Context(), managerChange(event.ManagerStateChanged, 10, report{dns: []string{"10.1.2.3"}, domains: []string{"old.test"}})); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	d.stopResolved(t)
+	d.StopResolved()
 	// resolved keeps what it was given under /run and reloads it when it
 	// starts: the new values must replace those.
 	err = a.Handle(t.Context(), managerChange(event.ManagerStateChanged, 10, report{dns: []string{"10.1.2.3", "fd00::53"}, domains: []string{"tb.test"}}))
 	if err == nil || !strings.Contains(err.Error(), "ServiceUnknown") {
 		t.Fatalf("Handle with resolved stopped: error %v, want ServiceUnknown", err)
 	}
-	d.startResolved(t)
+	d.StartResolved()
 
 	wantDNS, wantDomains := []dnsServer{v4(10, 1, 2, 3), fd53}, []linkDomain{{"tb.test", false}}
 	deadline := time.Now().Add(15 * time.Second)

@@ -49,7 +49,15 @@ const (
 
 	// errNoSuchLink is resolved's reply for an ifindex it does not know.
 	errNoSuchLink = "org.freedesktop.resolve1.NoSuchLink"
+	// errLinkBusy is resolved's reply for a link whose settings it takes
+	// from its network manager (networkd: "Link veth0 is managed.").
+	errLinkBusy = "org.freedesktop.resolve1.LinkBusy"
 )
+
+// errManaged says that resolved takes a link's settings from the link's
+// network manager and refuses them from anybody else. That is no failure:
+// resolved already has what the manager knows.
+var errManaged = errors.New("resolved takes this link's settings from its network manager")
 
 // Options configure an Action.
 type Options struct {
@@ -111,6 +119,8 @@ type linkState struct {
 
 	name    string
 	removed bool // the link is gone; nothing more is pushed
+	// managedLogged: resolved said the link is its manager's (LinkBusy).
+	managedLogged bool
 
 	dnsSeen bool
 	dnsIn   []netip.Addr
@@ -247,7 +257,13 @@ func (a *Action) pushDNS(ctx context.Context, idx int, st *linkState) error {
 		return nil
 	}
 	want := st.dnsWant
-	if err := a.call(ctx, "", resolveDest, resolvePath, resolveManager+".SetLinkDNS", int32(idx), want); err != nil {
+	err := a.call(ctx, "", resolveDest, resolvePath, resolveManager+".SetLinkDNS", int32(idx), want)
+	if errors.Is(err, errManaged) {
+		st.dns = want // nothing to retry until the manager's values change
+		a.managed(idx, st)
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("link %s (index %d): set DNS servers [%s]: %w", st.name, idx, formatServers(want), err)
 	}
 	st.dns = want
@@ -262,12 +278,29 @@ func (a *Action) pushDomains(ctx context.Context, idx int, st *linkState) error 
 		return nil
 	}
 	want := st.domainsWant
-	if err := a.call(ctx, "", resolveDest, resolvePath, resolveManager+".SetLinkDomains", int32(idx), want); err != nil {
+	err := a.call(ctx, "", resolveDest, resolvePath, resolveManager+".SetLinkDomains", int32(idx), want)
+	if errors.Is(err, errManaged) {
+		st.domains = want
+		a.managed(idx, st)
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("link %s (index %d): set search domains [%s]: %w", st.name, idx, formatDomains(want), err)
 	}
 	st.domains = want
 	a.log.Info("search domains pushed to systemd-resolved", "link", st.name, "index", idx, "domains", formatDomains(want))
 	return nil
+}
+
+// managed logs, once per link, that resolved takes the link's settings
+// from its network manager. st.mu must be held.
+func (a *Action) managed(idx int, st *linkState) {
+	if st.managedLogged {
+		return
+	}
+	st.managedLogged = true
+	a.log.Info("systemd-resolved takes this link's DNS settings from its network manager; not pushing them",
+		"link", st.name, "index", idx)
 }
 
 // wantHostname handles a new hostname from link idx's report: an empty
@@ -341,6 +374,8 @@ func (a *Action) call(ctx context.Context, ok, dest, path, method string, args .
 	case err == nil || ok != "" && errors.As(err, &reply) && reply.Name == ok:
 		a.pushes.Add(1)
 		return nil
+	case errors.As(err, &reply) && reply.Name == errLinkBusy:
+		return errManaged
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w (%w)", ctx.Err(), err) // shutdown: not a failure
 	case errors.Is(err, context.DeadlineExceeded):
