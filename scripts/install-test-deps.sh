@@ -61,6 +61,22 @@ if ((${#missing[@]})); then
 		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; }
 fi
 
+# systemd-resolved is never installed: its package points the host's
+# /etc/resolv.conf at a stub. The resolved tests run its binary unpacked from
+# the .deb, which is fetched once, in the version of the installed systemd
+# (the binary links against its libsystemd-shared), and kept here.
+deb_cache=/var/cache/netevd-test
+sd_version=$(dpkg-query -W -f='${Version}' systemd 2>/dev/null || true)
+if [ "$(id -u)" = 0 ] && [ -n "$sd_version" ] &&
+	! ls "$deb_cache"/systemd-resolved_"${sd_version//:/%3a}"_*.deb >/dev/null 2>&1; then
+	mkdir -p "$deb_cache"
+	rm -f "$deb_cache"/systemd-resolved_*.deb
+	(cd "$deb_cache" &&
+		{ apt-get download -qq "systemd-resolved=$sd_version" 2>/dev/null ||
+			{ apt-get update -qq && apt-get download -qq "systemd-resolved=$sd_version"; }; }) ||
+		echo "install-test-deps: could not download systemd-resolved $sd_version's .deb; its tests will skip" >&2
+fi
+
 if ! command -v go >/dev/null; then
 	echo "install-test-deps: go not found in PATH or /usr/local/go/bin" >&2
 	exit 1
