@@ -56,6 +56,7 @@ func TestNetworkdBackend(t *testing.T) {
 
 	// And back. (networkd goes configured→configuring→configured again,
 	// but the two changes may cancel out in the daemon's queue.)
+	l.nd.WaitCarrierLost(10)
 	l.peer.Run("link", "set", "vp0", "up")
 	checkNetworkdRecord(t, l.take("routable.d", map[string]string{"LINK": "veth0"}), true)
 
@@ -95,6 +96,7 @@ func TestNetworkdRestart(t *testing.T) {
 	d.waitLog("the end of the outage", func(r logRec) bool { return r.msg() == back })
 	l.peer.Run("link", "set", "vp0", "down")
 	checkNetworkdRecord(t, l.take("no-carrier.d", map[string]string{"LINK": "veth0", "OLD_STATE": "routable"}), false)
+	l.nd.WaitCarrierLost(10)
 	l.peer.Run("link", "set", "vp0", "up")
 	checkRoutableAgain(t, l.take("routable.d", map[string]string{"LINK": "veth0", "STATE": "routable"}))
 
@@ -108,6 +110,7 @@ func TestNetworkdRestart(t *testing.T) {
 	d.waitLogFrom(from, "the end of the second outage", func(r logRec) bool { return r.msg() == back })
 	l.peer.Run("link", "set", "vp0", "down")
 	checkNetworkdRecord(t, l.take("no-carrier.d", map[string]string{"LINK": "veth0", "OLD_STATE": "routable"}), false)
+	l.nd.WaitCarrierLost(10)
 	l.peer.Run("link", "set", "vp0", "up")
 	checkRoutableAgain(t, l.take("routable.d", map[string]string{"LINK": "veth0", "STATE": "routable"}))
 

@@ -30,6 +30,7 @@ type fakeNetworkd struct {
 	names     map[string]string         // link path → interface name
 	desc      map[string]string         // link path → Describe JSON
 	descErr   error                     // every Describe fails with it
+	gate      chan struct{}             // if set, networkd answers calls only once it is closed
 	calls     map[string]int            // method → number of calls
 	conn      *fakeConn                 // the current connection
 	dials     []time.Time               // when Dial was called
@@ -228,6 +229,16 @@ func (f *fakeNetworkd) call(dest, path, method string, args []any) ([]any, error
 			return nil, &sdbus.ErrorReply{Name: errUnknownIfc}
 		}
 		return []any{maps.Clone(props)}, nil
+	case ifaceManager + ".GetLinkByIndex":
+		if len(args) != 1 {
+			return nil, &sdbus.ErrorReply{Name: "org.freedesktop.DBus.Error.InvalidArgs"}
+		}
+		idx, _ := args[0].(int32)
+		p := linkPath(int(idx))
+		if _, ok := f.names[p]; !ok {
+			return nil, &sdbus.ErrorReply{Name: "org.freedesktop.network1.NoSuchLink", Msg: fmt.Sprintf("Link %d not known", idx)}
+		}
+		return []any{f.names[p], p}, nil
 	case ifaceManager + ".ListLinks":
 		var out []any
 		for _, p := range slices.Sorted(maps.Keys(f.names)) {
@@ -259,9 +270,35 @@ type fakeConn struct {
 	once sync.Once
 }
 
+// hang makes networkd stop answering method calls (it is busy); answer
+// lets it answer them again.
+func (f *fakeNetworkd) hang() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gate = make(chan struct{})
+}
+
+func (f *fakeNetworkd) answer() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.gate)
+	f.gate = nil
+}
+
 func (c *fakeConn) CallSeq(ctx context.Context, dest, path, method string, args ...any) ([]any, uint64, error) {
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
+	if gate := c.f.gate; gate != nil && dest == busName {
+		c.f.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		c.f.mu.Lock()
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+	}
 	if c.closed() {
 		return nil, 0, errors.New("connection closed")
 	}
@@ -346,6 +383,7 @@ func start(t *testing.T, nd *fakeNetworkd, opts Options, setup ...func(*Source))
 		t.Fatal(err)
 	}
 	src.dial = nd.dial
+	src.netifDir = "testdata/netif"
 	for _, f := range setup {
 		f(src)
 	}

@@ -1,8 +1,11 @@
 package networkd
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -38,12 +41,17 @@ func propsChanged(path, iface string, changed map[string]any) sdbus.Signal {
 		Body: []any{iface, changed, []string{}}}
 }
 
-func TestDescribeOnlyWhenStatesChange(t *testing.T) {
+// TestSignalsNeverWait: while networkd answers no method call (it is busy
+// configuring a link), changes of known links are still reported at once,
+// with DNS servers and domains from the state file; a new link is
+// reported when its background read returns; no signal makes the source
+// call Link.Describe, only a report's Describe function does.
+func TestSignalsNeverWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nd := newFakeNetworkd()
 		h, m := startRoutable(t, nd, Options{EmitJSON: true})
-		before := nd.count(ifaceLink + ".Describe")
 		veth := linkPath(10)
+		nd.hang()
 
 		nd.changed(veth, map[string]any{"OnlineState": "partial"})
 		synctest.Wait()
@@ -59,21 +67,146 @@ func TestDescribeOnlyWhenStatesChange(t *testing.T) {
 		if evs := h.take(); len(evs) != 0 {
 			t.Errorf("a signal that changes nothing: events %+v, want none", evs)
 		}
-		if got := nd.count(ifaceLink+".Describe") - before; got != 0 {
-			t.Errorf("Describe called %d times for changes outside States, want 0", got)
-		}
 
+		// A new link while networkd is busy: read in the background.
+		veth1 := nd.addLink(11, "veth1", map[string]any{}, `{"Index":11,"Name":"veth1"}`)
+		nd.changed(veth1, map[string]any{"OperationalState": "off", "CarrierState": "off"})
 		nd.changed(veth, map[string]any{"OperationalState": "degraded", "CarrierState": "carrier"})
 		synctest.Wait()
-		if got := transitions(m, h.take()); !cmp.Equal(got, []string{"10 OperationalState routable→degraded"}) {
-			t.Errorf("transitions %q, want routable→degraded", got)
+		evs = h.take()
+		if got := transitions(m, evs); !cmp.Equal(got, []string{"10 OperationalState routable→degraded"}) {
+			t.Errorf("transitions %q, want routable→degraded on veth0 and nothing yet on veth1", got)
 		}
-		if got := nd.count(ifaceLink+".Describe") - before; got != 1 {
-			t.Errorf("Describe called %d times for one change of States, want 1", got)
+		want := &event.Manager{
+			Backend: Backend, Index: 10, Name: "veth0",
+			States: map[string]string{"OperationalState": "degraded", "AdministrativeState": "configured"},
+			Env: map[string]string{"CarrierState": "carrier", "AddressState": "routable", "IPv4AddressState": "routable",
+				"IPv6AddressState": "degraded", "OnlineState": "partial"},
+			DNS:     []netip.Addr{netip.MustParseAddr("10.77.0.53"), netip.MustParseAddr("fd00::53")},
+			Domains: []string{"example.test"},
+		}
+		if len(evs) != 1 {
+			t.Fatalf("events %+v, want one report on veth0", evs)
+		}
+		if diff := cmp.Diff(evs[0].Manager, want, cmpEvents...); diff != "" {
+			t.Errorf("report on veth0 (-got +want):\n%s", diff)
+		}
+
+		// Its Describe function waits for networkd; the source does not.
+		type result struct {
+			js  string
+			err error
+		}
+		described := make(chan result, 1)
+		go func() {
+			js, err := evs[0].Manager.Describe(t.Context())
+			described <- result{js, err}
+		}()
+		nd.changed(veth, map[string]any{"AdministrativeState": "configuring"})
+		synctest.Wait()
+		if got := transitions(m, h.take()); !cmp.Equal(got, []string{"10 AdministrativeState configured→configuring"}) {
+			t.Errorf("while a Describe waits: transitions %q, want configured→configuring", got)
+		}
+		select {
+		case r := <-described:
+			t.Fatalf("Describe returned %v while networkd does not answer", r)
+		default:
+		}
+		if n := nd.count(ifaceLink + ".Describe"); n != 0 {
+			t.Errorf("networkd answered %d Describes while busy", n)
+		}
+
+		nd.answer()
+		synctest.Wait()
+		if r := <-described; r.err != nil || r.js != `{"Index":10,"Name":"veth0"}` {
+			t.Errorf("Describe = %q, %v; want veth0's description", r.js, r.err)
+		}
+		evs = h.take()
+		if got := transitions(m, evs); !cmp.Equal(got, []string{"11 OperationalState →off"}) {
+			t.Errorf("after networkd answered: transitions %q, want veth1's", got)
+		}
+		if len(evs) != 1 || evs[0].Manager.Name != "veth1" || evs[0].Manager.Describe == nil {
+			t.Errorf("events %+v, want one report on veth1, by name, with a Describe function", evs)
+		}
+		if n := nd.count(ifaceLink + ".Describe"); n != 1 {
+			t.Errorf("Describe called %d times, want 1 (the one call of a report's function)", n)
 		}
 		st := h.src.Stats()
-		if st.Describes != uint64(nd.count(ifaceLink+".Describe")) || st.DescribeErrors != 0 {
-			t.Errorf("Stats: %d describes, %d errors; want %d and 0", st.Describes, st.DescribeErrors, nd.count(ifaceLink+".Describe"))
+		if st.Describes != 1 || st.DescribeErrors != 0 || st.Reads != 1 {
+			t.Errorf("Stats: %d describes, %d errors, %d reads; want 1, 0, 1", st.Describes, st.DescribeErrors, st.Reads)
+		}
+		h.stop()
+	})
+}
+
+// TestDescribeFunction: a report's Describe function is safe for
+// concurrent use, uses the source's current connection (an error while
+// there is none), compacts the description and refuses one too long for
+// $JSON or not JSON.
+func TestDescribeFunction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nd := newFakeNetworkd()
+		h, _ := startRoutable(t, nd, Options{EmitJSON: true})
+		veth := linkPath(10)
+		nd.changed(veth, map[string]any{"OperationalState": "degraded"})
+		synctest.Wait()
+		evs := h.take()
+		if len(evs) != 1 {
+			t.Fatalf("events %+v, want one report", evs)
+		}
+		describe := evs[0].Manager.Describe
+
+		pretty := readTestdata(t, "link-Describe.json")
+		nd.mu.Lock()
+		nd.desc[veth] = pretty
+		nd.mu.Unlock()
+		var wg sync.WaitGroup
+		got := make([]string, 8)
+		for i := range got {
+			wg.Go(func() {
+				js, err := describe(t.Context())
+				if err != nil {
+					t.Errorf("Describe: %v", err)
+				}
+				got[i] = js
+			})
+		}
+		wg.Wait()
+		for _, js := range got {
+			if js != compactJSON(t, pretty) {
+				t.Errorf("Describe = %.80s..., want the captured description, compacted", js)
+			}
+		}
+
+		for _, tt := range []struct{ name, desc string }{
+			{"too long for $JSON", `{"Name":"` + strings.Repeat("x", maxJSON) + `"}`},
+			{"not JSON", `Index=10`},
+			{"not an object", `[1,2]`},
+		} {
+			nd.mu.Lock()
+			nd.desc[veth] = tt.desc
+			nd.mu.Unlock()
+			if js, err := describe(t.Context()); err == nil {
+				t.Errorf("%s: Describe = %.40q, nil; want an error", tt.name, js)
+			}
+		}
+
+		nd.loseBus()
+		synctest.Wait()
+		if _, err := describe(t.Context()); !errors.Is(err, errNoConn) {
+			t.Errorf("without a connection: Describe error %v, want %v", err, errNoConn)
+		}
+		nd.mu.Lock()
+		nd.desc[veth] = `{"Index":10}`
+		nd.mu.Unlock()
+		nd.restoreBus()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if js, err := describe(t.Context()); err != nil || js != `{"Index":10}` {
+			t.Errorf("on the new connection: Describe = %q, %v; want {\"Index\":10}", js, err)
+		}
+		if st := h.src.Stats(); st.Describes != 8+3+1 || st.DescribeErrors != 4 {
+			t.Errorf("Stats: %d describes, %d errors; want 12 and 4", st.Describes, st.DescribeErrors)
 		}
 		h.stop()
 	})
@@ -125,8 +258,11 @@ func TestNewLinkAndLinger(t *testing.T) {
 		nd.changed(p, map[string]any{"AdministrativeState": "initialized"})
 		synctest.Wait()
 		evs := h.take()
-		if len(evs) == 0 || evs[0].Manager.Name != "veth1" || evs[0].Manager.Env["JSON"] != `{"Index":11,"Name":"veth1","MTU":1500}` || evs[0].Initial {
-			t.Fatalf("events %+v, want a non-initial report on veth1 with its description", evs)
+		if len(evs) == 0 || evs[0].Manager.Name != "veth1" || evs[0].Initial {
+			t.Fatalf("events %+v, want a non-initial report on veth1", evs)
+		}
+		if js := describeOf(t, evs[0].Manager); js != `{"Index":11,"Name":"veth1","MTU":1500}` {
+			t.Errorf("Describe of veth1 = %s", js)
 		}
 		// Both signals were sent before the read, which saw them both.
 		if got := transitions(m, evs); !cmp.Equal(got, []string{"11 AdministrativeState →initialized", "11 OperationalState →off"}) {
@@ -292,18 +428,20 @@ func TestAbsentAtStartup(t *testing.T) {
 	}
 }
 
-// TestDescribeFallback: without Link.Describe (networkd before 248) DNS
-// and domains come from the state file and Describe is not tried again; a
-// failing Describe leaves JSON out and logs.
+// TestDescribeFallback: when networkd has no Link.Describe (before 248)
+// the first call says so once in the log and later reports carry no
+// Describe function; when Describe fails, every call returns the error
+// (the script runner logs it). DNS and domains come from the state file
+// either way.
 func TestDescribeFallback(t *testing.T) {
 	tests := []struct {
-		name      string
-		err       error
-		wantCalls int
-		wantLog   string
+		name         string
+		err          error
+		wantDescribe bool // later reports carry a Describe function
+		wantLog      int  // "cannot describe links" lines
 	}{
-		{"unknown method", &sdbus.ErrorReply{Name: errUnknownMeth, Msg: "Unknown method Describe"}, 1, "cannot describe links"},
-		{"failure", &sdbus.ErrorReply{Name: "org.freedesktop.DBus.Error.NoReply"}, 2, "level=WARN msg=\"describe link\""},
+		{"unknown method", &sdbus.ErrorReply{Name: errUnknownMeth, Msg: "Unknown method Describe"}, false, 1},
+		{"failure", &sdbus.ErrorReply{Name: "org.freedesktop.DBus.Error.NoReply"}, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,7 +450,7 @@ func TestDescribeFallback(t *testing.T) {
 				nd.descErr = tt.err
 				nd.setManager(managerRoutable)
 				nd.addLink(10, "veth0", vethRoutable, "")
-				h := start(t, nd, Options{EmitJSON: true}, func(s *Source) { s.netifDir = "testdata/netif" })
+				h := start(t, nd, Options{EmitJSON: true})
 				synctest.Wait()
 				evs := h.take()
 				if len(evs) != 3 {
@@ -329,16 +467,30 @@ func TestDescribeFallback(t *testing.T) {
 				if diff := cmp.Diff(evs[1].Manager, want, cmpEvents...); diff != "" {
 					t.Errorf("report on veth0 (-got +want):\n%s", diff)
 				}
+				first := evs[1].Manager.Describe
+				for range 2 {
+					if js, err := first(t.Context()); err == nil {
+						t.Errorf("Describe = %q, nil; want an error", js)
+					}
+				}
 				nd.changed(linkPath(10), map[string]any{"OperationalState": "degraded"})
 				synctest.Wait()
-				if evs := h.take(); len(evs) != 1 || evs[0].Manager.Env["JSON"] != "" || len(evs[0].Manager.DNS) != 2 {
-					t.Errorf("after a change: events %+v, want one report without JSON, with DNS", evs)
+				evs = h.take()
+				if len(evs) != 1 || (evs[0].Manager.Describe != nil) != tt.wantDescribe || len(evs[0].Manager.DNS) != 2 {
+					t.Fatalf("after a change: events %+v, want one report with DNS and a Describe function: %v", evs, tt.wantDescribe)
 				}
-				if got := nd.count(ifaceLink + ".Describe"); got != tt.wantCalls {
-					t.Errorf("Describe called %d times, want %d", got, tt.wantCalls)
+				wantCalls := 2
+				if !tt.wantDescribe {
+					wantCalls = 1 // not tried again
 				}
-				if n := h.logs.count(tt.wantLog); n != 1 && n != tt.wantCalls {
-					t.Errorf("log lines with %q: %d\n%s", tt.wantLog, n, h.logs)
+				if got := nd.count(ifaceLink + ".Describe"); got != wantCalls {
+					t.Errorf("Describe called %d times, want %d", got, wantCalls)
+				}
+				if n := h.logs.count("cannot describe links"); n != tt.wantLog {
+					t.Errorf("%d log lines \"cannot describe links\", want %d\n%s", n, tt.wantLog, h.logs)
+				}
+				if st := h.src.Stats(); st.DescribeErrors != 2 {
+					t.Errorf("Stats.DescribeErrors = %d, want 2", st.DescribeErrors)
 				}
 				h.stop()
 			})

@@ -8,21 +8,44 @@
 //
 // A report on a link carries OperationalState and AdministrativeState as
 // the States that select script directories (routable.d, configured.d,
-// no-carrier.d, ...), networkd's other state properties (CarrierState,
+// no-carrier.d, ...), and networkd's other state properties (CarrierState,
 // AddressState, IPv4AddressState, IPv6AddressState, OnlineState) in Env
-// under their own names, and, when EmitJSON is set, networkd's own
-// Link.Describe output as JSON. DNS servers and search domains come from
-// the same description. A report on the Manager object has Index 0
+// under their own names. A report on the Manager object has Index 0
 // (manager.d). The state model deduplicates per link and property.
 //
-// Values come from the signals themselves; properties are read (GetAll)
-// only at startup, for a link the source has not seen before, and after an
-// outage. Every value remembers the sequence number of the message it came
-// from (sdbus.CallSeq), so a signal that was sent before a read never
-// overwrites what the read returned. Link.Describe is called only when a
-// link's States change. When networkd cannot describe a link (before
-// systemd 248), DNS and search domains come from its state file under
-// /run/systemd/netif.
+// Handling a change of state never waits for networkd. networkd answers
+// method calls from the same loop that configures links, so a call made
+// while it configures one waits until it is done (Link.Describe at the
+// carrier signal: about 8 ms, until the link is routable), and the
+// changes queued behind that call would wait with it:
+//
+//   - Values come from the signals themselves. Properties are read
+//     (GetAll) in the source's own loop only for complete reads: at
+//     startup, after an outage, when networkd returns to the bus. A link
+//     the source has not seen before, or whose properties a signal
+//     invalidates, is read in the background (a new link's name with
+//     Manager.GetLinkByIndex); the link is reported when the read returns,
+//     and signals meanwhile are handled as usual. Every
+//     value remembers the sequence number of the message it came from
+//     (sdbus.CallSeq), so a signal that was sent before a read never
+//     overwrites what the read returned, and a read never overwrites a
+//     newer signal.
+//   - DNS servers and search domains (Manager.DNS, Domains) come from the
+//     link's state file, /run/systemd/netif/links/<ifindex> (DNS=,
+//     DOMAINS=), read when the report is made: a local read. networkd
+//     rewrites that file at the end of each iteration of its event loop,
+//     after the signals of that iteration. Static servers are in it from
+//     the start, and a lease's when the lease arrives, iterations before
+//     its address makes the link routable: the routable report has them.
+//     What changes in the same iteration as the state does is in the
+//     link's next report: the reports of a carrier loss (no-carrier, its
+//     addresses off) still carry the servers of the lease networkd drops
+//     with the carrier; the next report has none.
+//   - When EmitJSON is set, a report on a link carries a Describe function
+//     (event.Manager.Describe) that calls Link.Describe on the source's
+//     current connection. The script runner calls it only when scripts are
+//     about to run for a change of that link and passes the result as
+//     $JSON: networkd's own description, one compact line.
 //
 // Run subscribes first, then reads every link and the Manager and sends
 // them as initial reports, then one KindSync marker. When the bus
@@ -39,7 +62,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,7 +90,7 @@ const (
 // Tunables.
 const (
 	// signalBuffer is how many signals may wait while the source reads
-	// state or describes a link.
+	// everything (at startup, after an outage).
 	signalBuffer = 1024
 	// callTimeout bounds every method call, so a hung networkd cannot
 	// stall the source for long.
@@ -83,6 +106,8 @@ var (
 	errBusLost    = errors.New("lost the connection to the bus")
 	errNotOnBus   = errors.New("systemd-networkd (" + busName + ") is not on the bus")
 	errLeftTheBus = errors.New("systemd-networkd left the bus")
+	errNoConn     = errors.New("not connected to systemd-networkd")
+	errNoDescribe = errors.New("systemd-networkd cannot describe links (Link.Describe needs systemd 248)")
 )
 
 // Options configure a Source.
@@ -91,7 +116,7 @@ type Options struct {
 	// DBUS_SYSTEM_BUS_ADDRESS).
 	BusAddress string
 	// EmitJSON passes networkd's description of the link (Link.Describe)
-	// to scripts as JSON.
+	// to scripts as JSON: reports carry a Describe function.
 	EmitJSON bool
 }
 
@@ -103,10 +128,11 @@ type Stats struct {
 	Reports   uint64 // KindManager events sent (Gone reports included)
 	Snapshots uint64 // complete reads: at startup, after outages, when networkd restarts
 	Outages   uint64 // times networkd or the bus became unavailable
+	Reads     uint64 // background reads of one object (a new link, invalidated properties)
 
-	Describes      uint64        // Link.Describe calls
-	DescribeErrors uint64        // calls that failed
-	DescribeTime   time.Duration // their total duration
+	Describes      uint64        // Link.Describe calls (made by reports' Describe functions)
+	DescribeErrors uint64        // Describe functions that returned an error
+	DescribeTime   time.Duration // the calls' total duration
 }
 
 // bus is what the source needs from a bus connection; *sdbus.Conn has it
@@ -125,9 +151,19 @@ type Source struct {
 	dial     func(ctx context.Context, address string) (bus, error)
 	netifDir string
 
-	signals, stale, malformed, reports, snapshots, outages atomic.Uint64
-	describes, describeErrors, describeNanos               atomic.Uint64
+	// Shared with the Describe functions of reports, which other
+	// goroutines call at any time: the current session's connection (nil
+	// between sessions), and whether networkd turned out to have no
+	// Link.Describe.
+	conn       atomic.Pointer[busRef]
+	noDescribe atomic.Bool
+
+	signals, stale, malformed, reports, snapshots, outages, reads atomic.Uint64
+	describes, describeErrors, describeNanos                      atomic.Uint64
 }
+
+// busRef holds a bus for atomic.Pointer.
+type busRef struct{ bus }
 
 // New returns a Source for opts. It connects to nothing: Run does.
 func New(opts Options, log *slog.Logger) (*Source, error) {
@@ -170,6 +206,7 @@ func (s *Source) Stats() Stats {
 	return Stats{
 		Signals: s.signals.Load(), Stale: s.stale.Load(), Malformed: s.malformed.Load(),
 		Reports: s.reports.Load(), Snapshots: s.snapshots.Load(), Outages: s.outages.Load(),
+		Reads:     s.reads.Load(),
 		Describes: s.describes.Load(), DescribeErrors: s.describeErrors.Load(),
 		DescribeTime: time.Duration(s.describeNanos.Load()),
 	}
@@ -194,16 +231,22 @@ func (s *Source) Run(ctx context.Context, out chan<- event.Event) error {
 	}
 }
 
-// runner is the state of one Run; only Run's goroutine touches it.
+// runner is the state of one Run; only Run's goroutine touches it, apart
+// from the background reads, which get what they need as arguments and
+// hand their result back on reads.
 type runner struct {
 	s   *Source
 	out chan<- event.Event
 	bus bus // the current session's connection
 
-	objs       map[int]*object // by ifindex; 0 is the Manager
-	synced     bool            // the initial KindSync marker was sent
-	noDescribe bool            // networkd has no Link.Describe
-	watching   bool            // a snapshot succeeded once
+	// The current session's background reads: they send their results on
+	// reads, and the session waits for them (wg) before it ends.
+	reads chan readResult
+	wg    sync.WaitGroup
+
+	objs     map[int]*object // by ifindex; 0 is the Manager
+	synced   bool            // the initial KindSync marker was sent
+	watching bool            // a snapshot succeeded once
 
 	backoff   time.Duration
 	down      bool // networkd is unavailable; logged once
@@ -220,11 +263,22 @@ func (r *runner) session(ctx context.Context) error {
 	}
 	defer b.Close()
 	r.bus = b
-	for _, o := range r.objs {
+	r.s.conn.Store(&busRef{b})
+	defer r.s.conn.Store(nil) // before Close: Describe functions fail fast
+	for idx, o := range r.objs {
+		if o.pending {
+			delete(r.objs, idx) // never reported; the snapshot finds it if it still exists
+			continue
+		}
 		o.forget() // sequence numbers belong to one connection
+		o.reading = false
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	r.reads = make(chan readResult)
+	defer func() {
+		cancel() // ends the background reads' calls
+		r.wg.Wait()
+	}()
 	sigs, err := b.SubscribeSeq(sctx, signalBuffer,
 		sdbus.Match{Sender: busName, Interface: ifaceProps, Member: "PropertiesChanged", PathNamespace: managerPath},
 		sdbus.Match{Sender: busDaemon, Interface: busDaemon, Member: "NameOwnerChanged", Path: busDaemonPath},
@@ -232,10 +286,10 @@ func (r *runner) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.resync(ctx); err != nil {
+	if err := r.resync(sctx); err != nil {
 		return err
 	}
-	r.ensureSynced(ctx)
+	r.ensureSynced(sctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,9 +298,11 @@ func (r *runner) session(ctx context.Context) error {
 			if !ok {
 				return errBusLost
 			}
-			if err := r.signal(ctx, sig); err != nil {
+			if err := r.signal(sctx, sig); err != nil {
 				return err
 			}
+		case res := <-r.reads:
+			r.readDone(sctx, res)
 		}
 	}
 }
@@ -341,49 +397,53 @@ func (r *runner) propertiesChanged(ctx context.Context, sig sdbus.SeqSignal) {
 	o := r.objs[idx]
 	if o == nil {
 		// A link created after the last snapshot (or the Manager, if the
-		// snapshot could not read it): read all of it. The read is newer
-		// than this signal, which adds nothing.
-		r.readNew(ctx, idx, sig.Path, now)
-		return
+		// snapshot could not read it): read all of it in the background
+		// and report it when the read returns. Until then its signals
+		// are applied but not reported.
+		o = newObject(sig.Path)
+		o.pending = true
+		r.objs[idx] = o
+		r.readLater(ctx, idx, o, now)
 	}
 	diff, stale := o.apply(changed, sig.Seq)
 	r.s.stale.Add(uint64(stale))
 	if len(invalidated) > 0 {
 		// networkd sends values, but a property may be announced as
-		// changed without one: read them all.
-		iface := ifaceLink
-		if idx == 0 {
-			iface = ifaceManager
-		}
-		if err := r.read(ctx, o, iface); err != nil {
-			r.s.log.Debug("re-read after invalidated properties", "path", o.path, "error", err)
-		}
-		diff = true
+		// changed without one: read them all. A read in flight covers
+		// it: its reply comes after this signal.
+		r.readLater(ctx, idx, o, now)
 	}
-	if diff {
-		r.emit(ctx, idx, o, now, false, false)
+	if diff && !o.pending {
+		r.emit(ctx, idx, o, now, false)
 	}
 }
 
-// emit sends the report on object idx. A link is described first when its
-// States changed since the last report, or when describe is set. A link
-// that networkd lingers (the kernel removed it) is reported Gone after.
-func (r *runner) emit(ctx context.Context, idx int, o *object, t time.Time, initial, describe bool) {
-	if idx != 0 && (describe || o.statesChanged()) {
-		r.describe(ctx, idx, o)
+// emit sends the report on object idx, with the DNS servers and search
+// domains of the link's state file and, with EmitJSON, the function that
+// describes the link. A link that networkd lingers (the kernel removed
+// it) is reported Gone after.
+func (r *runner) emit(ctx context.Context, idx int, o *object, t time.Time, initial bool) {
+	m := o.report(idx)
+	if idx != 0 {
+		m.DNS, m.Domains = r.s.linkDNS(idx)
+		if r.s.opts.EmitJSON && !r.s.noDescribe.Load() {
+			m.Describe = r.s.describer(idx, o.path)
+		}
 	}
-	m := o.report(idx, r.s.opts.EmitJSON)
-	o.sent = maps.Clone(m.States)
 	r.send(ctx, event.Event{Source: name, Kind: event.KindManager, Time: t, Manager: m, Initial: initial})
 	if idx != 0 && o.props[propAdministrative] == stateLinger {
 		r.gone(ctx, idx, t)
 	}
 }
 
-// gone reports that networkd no longer knows link idx and forgets it.
+// gone reports that networkd no longer knows link idx and forgets it. A
+// link that was never reported is forgotten silently.
 func (r *runner) gone(ctx context.Context, idx int, t time.Time) {
 	o := r.objs[idx]
 	delete(r.objs, idx)
+	if o != nil && o.pending {
+		return
+	}
 	m := &event.Manager{Backend: Backend, Index: idx, Gone: true}
 	if o != nil {
 		m.Name = o.name

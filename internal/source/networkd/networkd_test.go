@@ -19,8 +19,11 @@ import (
 	"github.com/netevd/netevd/internal/state"
 )
 
+// cmpEvents compares events; functions (Manager.Describe) are checked
+// separately, by calling them.
 var cmpEvents = []cmp.Option{
 	cmpopts.IgnoreFields(event.Event{}, "Time"),
+	cmpopts.IgnoreFields(event.Manager{}, "Describe"),
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmpopts.EquateEmpty(),
 }
@@ -96,6 +99,20 @@ func capturedSignals(t *testing.T, name string) []sdbus.Signal {
 	return out
 }
 
+// describeOf calls m's Describe function and returns the JSON, failing
+// the test if m has none or it fails.
+func describeOf(t *testing.T, m *event.Manager) string {
+	t.Helper()
+	if m.Describe == nil {
+		t.Fatalf("report on link %d has no Describe function", m.Index)
+	}
+	js, err := m.Describe(t.Context())
+	if err != nil {
+		t.Fatalf("Describe of link %d: %v", m.Index, err)
+	}
+	return js
+}
+
 // transitions applies evs to the state model and lists the state changes it
 // computes, as "<ifindex> <property> <old>→<new>", plus "<ifindex> gone"
 // for Gone reports.
@@ -149,10 +166,6 @@ func TestStartupReplay(t *testing.T) {
 					"IPv6AddressState": "degraded", "OnlineState": "online",
 				}
 				loEnv := map[string]string{"CarrierState": "carrier", "AddressState": "off", "IPv4AddressState": "off", "IPv6AddressState": "off"}
-				if emit {
-					vethEnv["JSON"] = compactJSON(t, describe)
-					loEnv["JSON"] = `{"Index":1,"Name":"lo"}`
-				}
 				want := []event.Event{
 					{Source: "networkd", Kind: event.KindManager, Initial: true, Manager: &event.Manager{
 						Backend: "systemd-networkd", Index: 0,
@@ -174,11 +187,30 @@ func TestStartupReplay(t *testing.T) {
 					}},
 					{Source: "networkd", Kind: event.KindSync, Initial: true},
 				}
-				if diff := cmp.Diff(h.take(), want, cmpEvents...); diff != "" {
-					t.Errorf("startup events (-got +want):\n%s", diff)
+				got := h.take()
+				if diff := cmp.Diff(got, want, cmpEvents...); diff != "" {
+					t.Fatalf("startup events (-got +want):\n%s", diff)
 				}
-				if got := nd.count(ifaceLink + ".Describe"); got != 2 {
-					t.Errorf("Describe called %d times, want 2 (once per link)", got)
+				if n := nd.count(ifaceLink + ".Describe"); n != 0 {
+					t.Errorf("Describe called %d times while reading, want 0: the reports' functions call it", n)
+				}
+				// The description comes from the reports' Describe
+				// functions, on links only, with emit_json only.
+				wantJSON := map[int]string{1: `{"Index":1,"Name":"lo"}`, 10: compactJSON(t, describe)}
+				for _, ev := range got[:3] {
+					m := ev.Manager
+					if !emit || m.Index == 0 {
+						if m.Describe != nil {
+							t.Errorf("report on %d has a Describe function (emit_json %v)", m.Index, emit)
+						}
+						continue
+					}
+					if js := describeOf(t, m); js != wantJSON[m.Index] {
+						t.Errorf("Describe of %d = %s, want %s", m.Index, js, wantJSON[m.Index])
+					}
+				}
+				if n, want := nd.count(ifaceLink+".Describe"), map[bool]int{true: 2}[emit]; n != want {
+					t.Errorf("Describe called %d times, want %d (once per call of a report's function)", n, want)
 				}
 				if got := h.logs.count("watching systemd-networkd"); got != 1 {
 					t.Errorf("%d \"watching\" log lines, want 1:\n%s", got, h.logs)
@@ -192,8 +224,9 @@ func TestStartupReplay(t *testing.T) {
 // TestCapturedSignals replays the signals networkd sent in the testbed
 // (veth0 from carrier to routable and configured, a flap, then veth1 via
 // DHCP) one by one and checks the state transitions they make the state
-// model compute, and that Link.Describe ran once per link report whose
-// States changed.
+// model compute, that handling them calls no networkd method (the
+// Describe functions do, when called), and that they carry DNS servers and
+// domains from the state file.
 func TestCapturedSignals(t *testing.T) {
 	sigs := capturedSignals(t, "busctl-monitor.json")
 	describe := readTestdata(t, "link-Describe.json")
@@ -272,17 +305,29 @@ func TestCapturedSignals(t *testing.T) {
 		if diff := cmp.Diff(got, want); diff != "" {
 			t.Errorf("transitions (-got +want):\n%s", diff)
 		}
-		if got := nd.count(ifaceLink+".Describe") - describes; got != linkChanges {
-			t.Errorf("Link.Describe called %d times for %d link reports with changed States, want one each", got, linkChanges)
+		if linkChanges == 0 {
+			t.Errorf("no link report changed States")
+		}
+		if got := nd.count(ifaceLink+".Describe") - describes; got != 0 {
+			t.Errorf("Link.Describe called %d times while handling signals, want 0", got)
 		}
 		wantLast := &event.Manager{
 			Backend: Backend, Index: 10, Name: "veth0",
 			States: map[string]string{"OperationalState": "routable", "AdministrativeState": "configured"},
 			Env: map[string]string{"CarrierState": "carrier", "AddressState": "routable", "IPv4AddressState": "routable",
-				"IPv6AddressState": "degraded", "OnlineState": "online", "JSON": compactJSON(t, describe)},
+				"IPv6AddressState": "degraded", "OnlineState": "online"},
+			// from testdata/netif/links/10
+			DNS:     []netip.Addr{netip.MustParseAddr("10.77.0.53"), netip.MustParseAddr("fd00::53")},
+			Domains: []string{"example.test"},
 		}
 		if diff := cmp.Diff(last[10], wantLast, cmpEvents...); diff != "" {
 			t.Errorf("last report on veth0 (-got +want):\n%s", diff)
+		}
+		if js := describeOf(t, last[10]); js != compactJSON(t, describe) {
+			t.Errorf("Describe of veth0 = %s, want the captured description, compacted", js)
+		}
+		if got := nd.count(ifaceLink+".Describe") - describes; got != 1 {
+			t.Errorf("Link.Describe called %d times for one call of a report's function, want 1", got)
 		}
 		if st := h.src.Stats(); st.Signals != uint64(len(sigs)) || st.Malformed != 0 {
 			t.Errorf("Stats: %d signals, %d malformed; want %d and 0", st.Signals, st.Malformed, len(sigs))

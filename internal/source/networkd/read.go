@@ -4,31 +4,85 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/netevd/netevd/internal/sdbus"
 )
 
-// Reading networkd's state: the snapshot of everything, single objects,
-// link descriptions.
+// Reading networkd's state: the snapshot of everything, background reads
+// of single objects, the state files, link descriptions.
 
-// readNew reads an object the source does not know yet and reports it.
-func (r *runner) readNew(ctx context.Context, idx int, path string, t time.Time) {
-	o := newObject(path)
+// readResult is what a background read of object o (ifindex idx) found.
+type readResult struct {
+	idx  int
+	o    *object
+	t    time.Time // when the signal that asked for it arrived
+	all  map[string]any
+	seq  uint64 // the GetAll reply's sequence number
+	name string // the link's name, if it was asked for
+	err  error
+}
+
+// readLater starts a background read of o's properties (GetAll) unless one
+// is in flight. Its result comes back on r.reads to readDone, in the
+// session's loop; the read itself touches nothing of the runner's.
+func (r *runner) readLater(ctx context.Context, idx int, o *object, t time.Time) {
+	if o.reading {
+		return
+	}
+	o.reading = true
+	r.s.reads.Add(1)
 	iface := ifaceLink
 	if idx == 0 {
 		iface = ifaceManager
 	}
-	if err := r.read(ctx, o, iface); err != nil {
-		if !gone(err) {
-			r.s.log.Warn("read link properties", "index", idx, "path", path, "error", err)
+	b, reads, path, needName := r.bus, r.reads, o.path, idx != 0 && o.name == ""
+	r.wg.Go(func() {
+		res := readResult{idx: idx, o: o, t: t}
+		res.all, res.seq, res.err = getAll(ctx, b, path, iface)
+		if res.err == nil && needName {
+			res.name = linkName(ctx, b, idx)
+		}
+		select {
+		case reads <- res:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// readDone applies a background read and reports the object.
+func (r *runner) readDone(ctx context.Context, res readResult) {
+	o := res.o
+	if r.objs[res.idx] != o {
+		return // reported gone meanwhile
+	}
+	o.reading = false
+	if res.err != nil {
+		if errors.Is(res.err, errMalformed) {
+			r.s.malformed.Add(1)
+		}
+		switch {
+		case !o.pending:
+			r.s.log.Debug("re-read after invalidated properties", "path", o.path, "error", res.err)
+		case gone(res.err):
+			delete(r.objs, res.idx) // removed already; a late signal
+		default:
+			// The next signal on it tries again.
+			delete(r.objs, res.idx)
+			r.s.log.Warn("read link properties", "index", res.idx, "path", o.path, "error", res.err)
 		}
 		return
 	}
-	r.objs[idx] = o
-	r.emit(ctx, idx, o, t, false, true)
+	o.replace(res.all, res.seq)
+	if res.name != "" {
+		o.name = res.name
+	}
+	o.pending = false
+	r.emit(ctx, res.idx, o, res.t, false)
 }
 
 // snapshot reads the Manager and every link and reports them all (as
@@ -44,6 +98,7 @@ func (r *runner) snapshot(ctx context.Context) error {
 	if err := r.read(ctx, mgr, ifaceManager); err != nil {
 		return err
 	}
+	mgr.pending = false
 	r.objs[0] = mgr
 	links, err := r.listLinks(ctx)
 	if err != nil {
@@ -62,6 +117,7 @@ func (r *runner) snapshot(ctx context.Context) error {
 			}
 			return err
 		}
+		o.pending = false
 		r.objs[l.index] = o
 		seen[l.index] = true
 	}
@@ -71,7 +127,7 @@ func (r *runner) snapshot(ctx context.Context) error {
 			r.gone(ctx, idx, now)
 			continue
 		}
-		r.emit(ctx, idx, r.objs[idx], now, initial, true)
+		r.emit(ctx, idx, r.objs[idx], now, initial)
 	}
 	r.up(len(links))
 	return nil
@@ -115,19 +171,51 @@ func (r *runner) listLinks(ctx context.Context) ([]linkRef, error) {
 
 // read replaces o's properties with a GetAll of iface.
 func (r *runner) read(ctx context.Context, o *object, iface string) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	out, seq, err := r.bus.CallSeq(ctx, busName, o.path, ifaceProps+".GetAll", iface)
+	all, seq, err := getAll(ctx, r.bus, o.path, iface)
 	if err != nil {
+		if errors.Is(err, errMalformed) {
+			r.s.malformed.Add(1)
+		}
 		return err
-	}
-	all, ok := out[0].(map[string]any)
-	if len(out) != 1 || !ok {
-		r.s.malformed.Add(1)
-		return fmt.Errorf("%s GetAll %s: reply %v, want a dictionary", o.path, iface, out)
 	}
 	o.replace(all, seq)
 	return nil
+}
+
+// errMalformed marks replies without the expected shape.
+var errMalformed = errors.New("unexpected reply")
+
+// getAll reads the properties of iface of the object at path, and the
+// sequence number of the reply.
+func getAll(ctx context.Context, b bus, path, iface string) (map[string]any, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	out, seq, err := b.CallSeq(ctx, busName, path, ifaceProps+".GetAll", iface)
+	if err != nil {
+		return nil, 0, err
+	}
+	var all map[string]any
+	ok := len(out) == 1
+	if ok {
+		all, ok = out[0].(map[string]any)
+	}
+	if !ok {
+		return nil, 0, fmt.Errorf("%s GetAll %s: reply %v, want a dictionary: %w", path, iface, out, errMalformed)
+	}
+	return all, seq, nil
+}
+
+// linkName asks networkd for the name of link idx (Manager.GetLinkByIndex);
+// "" if it cannot say.
+func linkName(ctx context.Context, b bus, idx int) string {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	out, _, err := b.CallSeq(ctx, busName, managerPath, ifaceManager+".GetLinkByIndex", int32(idx))
+	if err != nil || len(out) != 2 {
+		return ""
+	}
+	name, _ := out[0].(string)
+	return name
 }
 
 // call calls a method of networkd and checks that it returned a value.
@@ -152,8 +240,12 @@ func (r *runner) hasOwner(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	owned, ok := out[0].(bool)
-	if len(out) != 1 || !ok {
+	var owned bool
+	ok := len(out) == 1
+	if ok {
+		owned, ok = out[0].(bool)
+	}
+	if !ok {
 		return false, fmt.Errorf("NameHasOwner %s: reply %v, want a boolean", busName, out)
 	}
 	return owned, nil
@@ -165,62 +257,68 @@ func gone(err error) bool {
 	return errors.As(err, &reply) && (reply.Name == errUnknownObj || reply.Name == errUnknownIfc)
 }
 
-// describe fetches networkd's description of link idx (JSON, DNS servers,
-// search domains, name). Without Link.Describe it reads DNS servers and
-// search domains from the link's state file instead.
-func (r *runner) describe(ctx context.Context, idx int, o *object) {
-	o.json = ""
-	if r.noDescribe {
-		r.fromStateFile(idx, o)
-		return
+// linkDNS returns the DNS servers and search domains of link idx from its
+// state file; none if it cannot be read.
+func (s *Source) linkDNS(idx int) ([]netip.Addr, []string) {
+	dns, domains, err := readStateFile(s.netifDir, idx)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Debug("read networkd state file", "index", idx, "error", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	start := time.Now()
-	out, _, err := r.bus.CallSeq(cctx, busName, o.path, ifaceLink+".Describe")
-	cancel()
-	r.s.describes.Add(1)
-	r.s.describeNanos.Add(uint64(time.Since(start)))
-	var text string
-	if err == nil {
-		var ok bool
-		if text, ok = out[0].(string); len(out) != 1 || !ok {
-			err = fmt.Errorf("reply %v, want a string", out)
-		}
-	}
-	var compact string
-	var d description
-	if err == nil {
-		compact, d, o.dns, o.domains, err = parseDescription(text)
-	}
-	if err != nil {
-		r.s.describeErrors.Add(1)
-		var reply *sdbus.ErrorReply
-		switch {
-		case errors.As(err, &reply) && reply.Name == errUnknownMeth:
-			r.noDescribe = true
-			r.s.log.Info("systemd-networkd cannot describe links (before systemd 248): no JSON, DNS from state files", "error", err)
-		case gone(err):
-			r.s.log.Debug("describe a link that is gone", "index", idx, "error", err)
-		default:
-			r.s.log.Warn("describe link", "index", idx, "error", err)
-		}
-		r.fromStateFile(idx, o)
-		return
-	}
-	if d.Name != "" {
-		o.name = d.Name
-	}
-	if len(compact) > maxJSON {
-		r.s.log.Warn("link description too long for $JSON; leaving it out", "index", idx, "name", o.name, "bytes", len(compact))
-		return
-	}
-	o.json = compact
+	return dns, domains
 }
 
-func (r *runner) fromStateFile(idx int, o *object) {
-	dns, domains, err := readStateFile(r.s.netifDir, idx)
-	if err != nil {
-		r.s.log.Debug("read networkd state file", "index", idx, "error", err)
+// describer returns the Describe function of a report on link idx.
+func (s *Source) describer(idx int, path string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		js, err := s.describe(ctx, path)
+		if err != nil {
+			s.describeErrors.Add(1)
+			return "", fmt.Errorf("systemd-networkd link %d: %w", idx, err)
+		}
+		return js, nil
 	}
-	o.dns, o.domains = dns, domains
+}
+
+// describe calls Link.Describe for the link at path on the current
+// connection and returns the description as one compact line. It is safe
+// for concurrent use.
+func (s *Source) describe(ctx context.Context, path string) (string, error) {
+	if s.noDescribe.Load() {
+		return "", errNoDescribe
+	}
+	ref := s.conn.Load()
+	if ref == nil {
+		return "", errNoConn
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	start := time.Now()
+	out, _, err := ref.CallSeq(ctx, busName, path, ifaceLink+".Describe")
+	s.describes.Add(1)
+	s.describeNanos.Add(uint64(time.Since(start)))
+	if err != nil {
+		var reply *sdbus.ErrorReply
+		if errors.As(err, &reply) && reply.Name == errUnknownMeth && s.noDescribe.CompareAndSwap(false, true) {
+			s.log.Info("systemd-networkd cannot describe links (before systemd 248): scripts get no JSON", "error", err)
+		}
+		return "", err
+	}
+	var text string
+	ok := len(out) == 1
+	if ok {
+		text, ok = out[0].(string)
+	}
+	if !ok {
+		s.malformed.Add(1)
+		return "", fmt.Errorf("Link.Describe: reply %v, want a string: %w", out, errMalformed)
+	}
+	compact, err := compactDescription(text)
+	if err != nil {
+		s.malformed.Add(1)
+		return "", err
+	}
+	if len(compact) > maxJSON {
+		return "", fmt.Errorf("description of %d bytes is too long for $JSON (at most %d)", len(compact), maxJSON)
+	}
+	return compact, nil
 }

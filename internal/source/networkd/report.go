@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,8 +30,9 @@ const (
 const stateLinger = "linger"
 
 // maxJSON bounds $JSON: one environment string may hold at most 128 KiB
-// (MAX_ARG_STRLEN) including the name and the terminating NUL. A longer
-// description is left out (and logged) rather than making exec fail.
+// (MAX_ARG_STRLEN) including the name and the terminating NUL. For a longer
+// description Describe returns an error (the script runner logs it and
+// runs the scripts without JSON) rather than making exec fail.
 const maxJSON = 128<<10 - len("JSON=") - 1
 
 // object is what the source knows about one networkd object: a link, or
@@ -47,14 +47,9 @@ type object struct {
 	props map[string]string
 	seq   map[string]uint64
 
-	// From the last Link.Describe (or the state file): the description as
-	// one compact line, and the DNS servers and search domains in it.
-	json    string
-	dns     []netip.Addr
-	domains []string
-
-	// sent holds the States of the last report sent; nil before the first.
-	sent map[string]string
+	// pending: the object is being read for the first time and has not
+	// been reported. reading: a background read is in flight.
+	pending, reading bool
 }
 
 func newObject(path string) *object {
@@ -115,18 +110,16 @@ func (o *object) states() map[string]string {
 	return st
 }
 
-// report is the complete report on the object with ifindex idx: the two
-// state properties in States; every other non-empty string property, and
-// JSON when withJSON, in Env; the DNS servers and search domains.
-func (o *object) report(idx int, withJSON bool) *event.Manager {
+// report is the report on the object with ifindex idx as far as its
+// properties go: the two state properties in States, every other
+// non-empty string property in Env.
+func (o *object) report(idx int) *event.Manager {
 	m := &event.Manager{
 		Backend: Backend,
 		Index:   idx,
 		Name:    o.name,
 		States:  o.states(),
 		Env:     make(map[string]string, len(o.props)),
-		DNS:     slices.Clone(o.dns),
-		Domains: slices.Clone(o.domains),
 	}
 	for k, v := range o.props {
 		if v == "" || k == propOperational || k == propAdministrative {
@@ -134,68 +127,21 @@ func (o *object) report(idx int, withJSON bool) *event.Manager {
 		}
 		m.Env[k] = v
 	}
-	if withJSON && o.json != "" {
-		m.Env["JSON"] = o.json
-	}
 	return m
 }
 
-// statesChanged reports whether the object's States differ from those of
-// the last report sent.
-func (o *object) statesChanged() bool {
-	return o.sent == nil || !maps.Equal(o.states(), o.sent)
-}
-
-// description is the part of networkd's Link.Describe JSON the source reads.
-type description struct {
-	Index int    `json:"Index"`
-	Name  string `json:"Name"`
-	DNS   []struct {
-		Family  int   `json:"Family"`
-		Address []int `json:"Address"`
-	} `json:"DNS"`
-	SearchDomains []struct {
-		Domain string `json:"Domain"`
-	} `json:"SearchDomains"`
-}
-
-// parseDescription parses the JSON that Link.Describe returned. It returns
-// the text as one compact line (networkd sends it compact; whitespace
-// between tokens, newlines included, is removed) and the DNS servers and search domains in it. Servers that are
-// not IPv4 or IPv6 addresses, and empty or duplicate entries, are skipped.
-func parseDescription(text string) (compact string, d description, dns []netip.Addr, domains []string, err error) {
-	if err := json.Unmarshal([]byte(text), &d); err != nil {
-		return "", description{}, nil, nil, fmt.Errorf("link description: %w", err)
-	}
+// compactDescription checks that text, what Link.Describe returned, is a
+// JSON object and returns it as one compact line (networkd sends it
+// compact; whitespace between tokens, newlines included, is removed).
+func compactDescription(text string) (string, error) {
 	var b bytes.Buffer
 	if err := json.Compact(&b, []byte(text)); err != nil {
-		return "", description{}, nil, nil, fmt.Errorf("link description: %w", err)
+		return "", fmt.Errorf("link description: %w", err)
 	}
-	compact = b.String()
-	for _, s := range d.DNS {
-		b := make([]byte, len(s.Address))
-		ok := true
-		for i, v := range s.Address {
-			if v < 0 || v > 255 {
-				ok = false
-				break
-			}
-			b[i] = byte(v)
-		}
-		a, valid := netip.AddrFromSlice(b)
-		if !ok || !valid || (s.Family == 2) != a.Is4() || (s.Family != 2 && s.Family != 10) {
-			continue
-		}
-		if !slices.Contains(dns, a) {
-			dns = append(dns, a)
-		}
+	if b.Len() == 0 || b.Bytes()[0] != '{' {
+		return "", fmt.Errorf("link description is not a JSON object: %.40q", text)
 	}
-	for _, s := range d.SearchDomains {
-		if s.Domain != "" && !slices.Contains(domains, s.Domain) {
-			domains = append(domains, s.Domain)
-		}
-	}
-	return compact, d, dns, domains, nil
+	return b.String(), nil
 }
 
 // readStateFile reads networkd's state file for one link,

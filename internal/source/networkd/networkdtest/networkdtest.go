@@ -312,23 +312,32 @@ func (n *Networkd) hasOwner() (bool, error) {
 // LinkState returns networkd's OperationalState and AdministrativeState of
 // the link with ifindex idx ("" and an error if networkd does not know it).
 func (n *Networkd) LinkState(idx int) (oper, admin string, err error) {
+	props, err := n.linkProps(idx)
+	if err != nil {
+		return "", "", err
+	}
+	oper, _ = props["OperationalState"].(string)
+	admin, _ = props["AdministrativeState"].(string)
+	return oper, admin, nil
+}
+
+// linkProps reads the Link properties of the link with ifindex idx.
+func (n *Networkd) linkProps(idx int) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c, err := sdbus.Dial(ctx, n.BusAddress())
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	defer c.Close()
 	// CallSeq: no bus activation when networkd is not running.
 	out, _, err := c.CallSeq(ctx, BusName, "/org/freedesktop/network1/link/_3"+strconv.Itoa(idx),
 		"org.freedesktop.DBus.Properties.GetAll", "org.freedesktop.network1.Link")
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	props, _ := out[0].(map[string]any)
-	oper, _ = props["OperationalState"].(string)
-	admin, _ = props["AdministrativeState"].(string)
-	return oper, admin, nil
+	return props, nil
 }
 
 // WaitLinkState waits until networkd reports the link with ifindex idx in
@@ -341,6 +350,22 @@ func (n *Networkd) WaitLinkState(idx int, oper, admin string) {
 		o, a, err := n.LinkState(idx)
 		last = fmt.Sprintf("%s/%s (%v)", o, a, err)
 		return err == nil && o == oper && (admin == "" || a == admin)
+	}, func() string { return "last seen: " + last })
+}
+
+// WaitCarrierLost waits until networkd is done with the carrier loss of
+// the link with ifindex idx: no-carrier, with no IPv4 address left
+// (IPv4AddressState off). A test that brings the carrier back sooner races
+// networkd 252: it re-requests its static address while the removal of
+// that address is still in flight, the gateway route then fails ("Nexthop
+// has invalid gateway") and the link ends up failed.
+func (n *Networkd) WaitCarrierLost(idx int) {
+	n.tb.Helper()
+	var last string
+	n.wait(fmt.Sprintf("link %d to lose its carrier and IPv4 addresses in networkd", idx), func() bool {
+		props, err := n.linkProps(idx)
+		last = fmt.Sprintf("%v (%v)", props, err)
+		return err == nil && props["OperationalState"] == "no-carrier" && props["IPv4AddressState"] == "off"
 	}, func() string { return "last seen: " + last })
 }
 
