@@ -160,10 +160,7 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	st := p.Stats()
 	log.Info("stopped", "events", st.Events, "changes", st.Changes, "coalesced", st.Coalesced,
 		"action_runs", st.ActionRuns, "action_errors", st.ActionErrors, "dropped", st.Dropped)
-	if runErr != nil {
-		return runErr
-	}
-	return nil
+	return runErr
 }
 
 func notify(log *slog.Logger, state string) {
