@@ -21,6 +21,7 @@ func TestImportRules(t *testing.T) {
 		{"internal/pipeline", append([]string{mod + "internal/source", mod + "internal/action", mod + "internal/observe", mod + "internal/config", mod + "internal/rtnl"}, netlinkLibs...)},
 		{"internal/action/script", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl"}, netlinkLibs...)},
 		{"internal/action/resolved", append([]string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/rtnl", mod + "internal/action/script"}, netlinkLibs...)},
+		{"internal/action/routing", []string{mod + "internal/source", mod + "internal/pipeline", mod + "internal/action/script", mod + "internal/sdbus", mod + "internal/state"}},
 		{"internal/config", []string{mod + "internal/"}},
 		{"internal/source/dhclient", append([]string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state", mod + "internal/sdbus", "github.com/godbus"}, netlinkLibs...)},
 		{"internal/source/networkd", append([]string{mod + "internal/action", mod + "internal/pipeline", mod + "internal/state", mod + "internal/rtnl"}, netlinkLibs...)},

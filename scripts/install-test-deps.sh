@@ -19,6 +19,7 @@ NEEDS=(
 	dnsmasq:dnsmasq-base           # its DHCP server
 	/lib/systemd/systemd-networkd:systemd # the systemd-networkd backend's e2e test and netevd lab --backend networkd
 	NetworkManager:network-manager # the NetworkManager backend's e2e test (see below)
+	ping:iputils-ping              # the policy routing two-uplink test
 )
 
 # NetworkManager must never run on this host: it would take over the host's

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/netevd/netevd/internal/action/resolved"
+	"github.com/netevd/netevd/internal/action/routing"
 	"github.com/netevd/netevd/internal/action/script"
 	"github.com/netevd/netevd/internal/config"
 	"github.com/netevd/netevd/internal/event"
@@ -103,6 +105,30 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 		sources = append(sources, mgr)
 	}
 	actions := []pipeline.Action{runner}
+	var router *routing.Action
+	if r := cfg.Routing; len(r.PolicyRules) > 0 {
+		router, err = routing.New(routing.Options{
+			Interfaces:  r.PolicyRules,
+			TableBase:   uint32(r.TableBase),
+			PriorityMin: uint32(r.RulePriority.Min),
+			PriorityMax: uint32(r.RulePriority.Max),
+			KeepOnExit:  r.KeepOnExit,
+			DryRun:      opts.dryRun,
+		}, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := router.Close(cctx); err != nil {
+				log.Error("removing policy rules", "error", err)
+			}
+		}()
+		// Before the script runner, so a script in routable.d finds the
+		// rules in place.
+		actions = append([]pipeline.Action{router}, actions...)
+	}
 	if d := cfg.Backends.Dhclient; d.UseDNS || d.UseDomain || d.UseHostname {
 		if opts.dryRun {
 			log.Info("dry run: not pushing DNS, domains or hostname to systemd-resolved/hostnamed")
@@ -125,7 +151,10 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	var current atomic.Pointer[config.Config]
 	current.Store(cfg)
 	start := time.Now()
-	var p *pipeline.Pipeline
+	var (
+		p      *pipeline.Pipeline
+		syncWG sync.WaitGroup
+	)
 	p = pipeline.New(pipeline.Config{
 		Sources: sources,
 		Actions: actions,
@@ -136,7 +165,17 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 		MaxParallel: cfg.Scripts.MaxParallel,
 		Log:         log,
 		OnReady: func() {
-			log.Info("ready", "links", len(p.Model().Snapshot()), "startup", time.Since(start).Round(time.Microsecond))
+			links := p.Model().Snapshot()
+			log.Info("ready", "links", len(links), "startup", time.Since(start).Round(time.Microsecond))
+			if router != nil {
+				// The startup replay configured the links present; this
+				// also removes what a previous run left behind.
+				syncWG.Go(func() {
+					if err := router.Sync(ctx, links); err != nil {
+						log.Error("policy routing sync", "error", err)
+					}
+				})
+			}
 			notify(log, daemon.SdNotifyReady)
 		},
 	})
@@ -155,7 +194,8 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	}()
 
 	runErr := p.Run(ctx)
-	stop() // a failed source ends Run without a signal
+	syncWG.Wait() // before router.Close
+	stop()        // a failed source ends Run without a signal
 	<-stopping
 	st := p.Stats()
 	log.Info("stopped", "events", st.Events, "changes", st.Changes, "coalesced", st.Coalesced,

@@ -94,10 +94,38 @@ type Monitoring struct {
 	Ignore     []string `yaml:"ignore"`     // path.Match globs; wins over Interfaces
 }
 
-// Routing configures policy routing for multi-homed hosts.
+// Routing configures policy routing for multi-homed hosts (package
+// internal/action/routing).
 type Routing struct {
-	PolicyRules []string `yaml:"policy_rules"` // interface names that get their own table
+	// PolicyRules are the interfaces (path.Match globs) that get their own
+	// table, table_base + ifindex, with "from/to <address>" rules.
+	PolicyRules []string `yaml:"policy_rules"`
+	// TableBase plus the ifindex is an interface's table. Interfaces whose
+	// table would be 0 or 253-255 (default, main, local) are refused.
+	TableBase int `yaml:"table_base"`
+	// RulePriority is the range of rule priorities netevd owns: it adds
+	// its rules there and removes any other rule it finds there.
+	RulePriority RulePriority `yaml:"rule_priority"`
+	// KeepOnExit leaves the rules and routes in place when netevd stops.
+	KeepOnExit bool `yaml:"keep_on_exit"`
 }
+
+// RulePriority is an inclusive range of policy rule priorities. "from"
+// rules use Min, "to" rules Min+1.
+type RulePriority struct {
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
+}
+
+// Limits of the routing keys.
+const (
+	// MaxTableBase keeps table_base + the largest ifindex (2^31-1) within
+	// a uint32 table number.
+	MaxTableBase = 1 << 31
+	// MaxRulePriority is the last priority before the main table's rule
+	// (32766).
+	MaxRulePriority = 32765
+)
 
 // Backends holds per-backend settings.
 type Backends struct {
@@ -202,7 +230,11 @@ func Default() Config {
 			MaxParallel: 16,
 		},
 		Monitoring: Monitoring{Interfaces: []string{}, Ignore: []string{}},
-		Routing:    Routing{PolicyRules: []string{}},
+		Routing: Routing{
+			PolicyRules:  []string{},
+			TableBase:    200,
+			RulePriority: RulePriority{Min: 10000, Max: 10999},
+		},
 		Backends: Backends{
 			SystemdNetworkd: SystemdNetworkd{EmitJSON: true},
 			Dhclient: Dhclient{

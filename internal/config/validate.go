@@ -87,10 +87,15 @@ func checkGlob(p string) error {
 }
 
 func (c *Config) validateRouting(l *errorList) {
+	r := c.Routing
 	seen := map[string]int{}
-	for i, name := range c.Routing.PolicyRules {
+	for i, name := range r.PolicyRules {
 		k := fmt.Sprintf("routing.policy_rules[%d]", i)
-		if !ValidInterfaceName(name) {
+		if err := checkGlob(name); err != nil {
+			c.problemf(l, k, nil, "%v", err)
+			continue
+		}
+		if !strings.ContainsAny(name, `*?[\`) && !ValidInterfaceName(name) {
 			c.problemf(l, k, nil, "%q is not an interface name (1-15 of A-Z a-z 0-9 . _ -)", name)
 			continue
 		}
@@ -99,6 +104,16 @@ func (c *Config) validateRouting(l *errorList) {
 			continue
 		}
 		seen[name] = i
+	}
+	if r.TableBase < 1 || r.TableBase > MaxTableBase {
+		c.problemf(l, "routing.table_base", nil, "must be 1-%d so that table_base + ifindex fits a table number, got %d", MaxTableBase, r.TableBase)
+	}
+	p := r.RulePriority
+	switch {
+	case p.Min < 1 || p.Min > MaxRulePriority-1:
+		c.problemf(l, "routing.rule_priority.min", nil, "must be 1-%d (0 is the local table's rule, 32766 main's; max must be above min), got %d", MaxRulePriority-1, p.Min)
+	case p.Max < p.Min+1 || p.Max > MaxRulePriority:
+		c.problemf(l, "routing.rule_priority.max", nil, "must be %d-%d (at least two priorities, before main's rule at 32766), got %d", p.Min+1, MaxRulePriority, p.Max)
 	}
 }
 

@@ -2,8 +2,10 @@
 // that imports github.com/mdlayher/netlink (sockets, namespaces, attribute
 // parsing) and github.com/jsimonetti/rtnetlink (in its tests, to build
 // kernel-shaped messages with an encoder that is not ours). It opens a
-// monitor socket (Monitor), reads the kernel's complete state (Dump), and
-// decodes rtnetlink messages into event.Event values (Decode). It imports
+// monitor socket (Monitor), reads the kernel's complete state (Dump),
+// decodes rtnetlink messages into event.Event values (Decode), and adds,
+// deletes and lists policy rules and routes for the routing action
+// (Router; errors match ErrExists and ErrNotFound). It imports
 // only internal/event from netevd; sources import it.
 //
 // The decoder is our own rather than the library's message types: those
