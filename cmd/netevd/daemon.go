@@ -107,14 +107,7 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	actions := []pipeline.Action{runner}
 	var router *routing.Action
 	if r := cfg.Routing; len(r.PolicyRules) > 0 {
-		router, err = routing.New(routing.Options{
-			Interfaces:  r.PolicyRules,
-			TableBase:   uint32(r.TableBase),
-			PriorityMin: uint32(r.RulePriority.Min),
-			PriorityMax: uint32(r.RulePriority.Max),
-			KeepOnExit:  r.KeepOnExit,
-			DryRun:      opts.dryRun,
-		}, log)
+		router, err = routing.New(routingOptions(cfg, opts.dryRun), log)
 		if err != nil {
 			return err
 		}
@@ -201,6 +194,20 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	log.Info("stopped", "events", st.Events, "changes", st.Changes, "coalesced", st.Coalesced,
 		"action_runs", st.ActionRuns, "action_errors", st.ActionErrors, "dropped", st.Dropped)
 	return runErr
+}
+
+// routingOptions maps the routing section of the config onto the routing
+// action's options.
+func routingOptions(cfg *config.Config, dryRun bool) routing.Options {
+	r := cfg.Routing
+	return routing.Options{
+		Interfaces:  r.PolicyRules,
+		TableBase:   uint32(r.TableBase),
+		PriorityMin: uint32(r.RulePriority.Min),
+		PriorityMax: uint32(r.RulePriority.Max),
+		KeepOnExit:  r.KeepOnExit,
+		DryRun:      dryRun,
+	}
 }
 
 func notify(log *slog.Logger, state string) {

@@ -74,6 +74,7 @@ With no subcommand it runs the daemon.`,
 		newValidateCommand(),
 		newCheckScriptsCommand(),
 		newLabCommand(),
+		newShowCommand(),
 		newVersionCommand(),
 	)
 	return root
