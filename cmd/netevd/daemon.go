@@ -106,7 +106,7 @@ func runDaemon(ctx context.Context, opts daemonOptions) error {
 	}
 	actions := []pipeline.Action{runner}
 	var router *routing.Action
-	if r := cfg.Routing; len(r.PolicyRules) > 0 {
+	if r := cfg.Routing; len(r.PolicyRules) > 0 || len(r.Routes) > 0 {
 		router, err = routing.New(routingOptions(cfg, opts.dryRun), log)
 		if err != nil {
 			return err
@@ -207,7 +207,32 @@ func routingOptions(cfg *config.Config, dryRun bool) routing.Options {
 		PriorityMax: uint32(r.RulePriority.Max),
 		KeepOnExit:  r.KeepOnExit,
 		DryRun:      dryRun,
+		Routes:      staticRoutes(r.Routes),
 	}
+}
+
+// staticRoutes maps routing.routes (validated) onto the routing action's
+// routes.
+func staticRoutes(in []config.Route) []routing.Route {
+	var out []routing.Route
+	for i, r := range in {
+		rr := routing.Route{
+			Name:        fmt.Sprintf("routing.routes[%d]", i),
+			Interface:   r.Interface,
+			Destination: r.Destination,
+			Gateway:     r.Gateway,
+			Type:        r.Type,
+			Metric:      uint32(r.Metric),
+			Src:         r.Src,
+			Pref:        r.Pref,
+			Table:       uint32(r.Table),
+		}
+		for _, h := range r.NextHops {
+			rr.NextHops = append(rr.NextHops, routing.NextHop{Gateway: h.Gateway, Interface: h.Interface, Weight: h.Weight})
+		}
+		out = append(out, rr)
+	}
+	return out
 }
 
 func notify(log *slog.Logger, state string) {

@@ -108,7 +108,48 @@ type Routing struct {
 	RulePriority RulePriority `yaml:"rule_priority"`
 	// KeepOnExit leaves the rules and routes in place when netevd stops.
 	KeepOnExit bool `yaml:"keep_on_exit"`
+	// Routes are declarative routes: one naming interfaces is installed
+	// while they are all routable, a global one (naming none) while
+	// netevd runs.
+	Routes []Route `yaml:"routes"`
 }
+
+// Route is one entry of routing.routes, as written ("ip route" words).
+type Route struct {
+	// Interface is the output interface and the one whose routable state
+	// the route follows; "" is a global route.
+	Interface string `yaml:"interface"`
+	// Destination is a prefix ("192.0.2.0/24", "2001:db8::/32", an address
+	// for a host route) or "default" (the family then comes from gateway,
+	// nexthops or src).
+	Destination string `yaml:"destination" netevd:"required"`
+	// Gateway is the single next hop; NextHops (two or more) make a
+	// multipath route instead.
+	Gateway  string    `yaml:"gateway"`
+	NextHops []NextHop `yaml:"nexthops"`
+	// Type is unicast (""), blackhole, unreachable or prohibit.
+	Type   string `yaml:"type"`
+	Metric int64  `yaml:"metric"`
+	// Src is the preferred source address, of the destination's family.
+	Src string `yaml:"src"`
+	// Pref is the IPv6 route preference: high, medium or low.
+	Pref string `yaml:"pref"`
+	// Table is the routing table; 0 means main (254).
+	Table int64 `yaml:"table"`
+}
+
+// NextHop is one next hop of a multipath route.
+type NextHop struct {
+	Gateway   string `yaml:"gateway" netevd:"required"`
+	Interface string `yaml:"interface"` // "" lets the kernel pick it from the gateway
+	Weight    int    `yaml:"weight"`    // 1-256; 0 means 1
+}
+
+// Route types and IPv6 preferences routing.routes accepts.
+var (
+	RouteTypes = []string{"unicast", "blackhole", "unreachable", "prohibit"}
+	RoutePrefs = []string{"high", "medium", "low"}
+)
 
 // RulePriority is an inclusive range of policy rule priorities. "from"
 // rules use Min, "to" rules Min+1.
@@ -125,6 +166,8 @@ const (
 	// MaxRulePriority is the last priority before the main table's rule
 	// (32766).
 	MaxRulePriority = 32765
+	// MaxUint32 bounds routing.routes' metric and table.
+	MaxUint32 = 1<<32 - 1
 )
 
 // Backends holds per-backend settings.
@@ -234,6 +277,7 @@ func Default() Config {
 			PolicyRules:  []string{},
 			TableBase:    200,
 			RulePriority: RulePriority{Min: 10000, Max: 10999},
+			Routes:       []Route{},
 		},
 		Backends: Backends{
 			SystemdNetworkd: SystemdNetworkd{EmitJSON: true},

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -114,6 +115,167 @@ func (c *Config) validateRouting(l *errorList) {
 		c.problemf(l, "routing.rule_priority.min", nil, "must be 1-%d (0 is the local table's rule, 32766 main's; max must be above min), got %d", MaxRulePriority-1, p.Min)
 	case p.Max < p.Min+1 || p.Max > MaxRulePriority:
 		c.problemf(l, "routing.rule_priority.max", nil, "must be %d-%d (at least two priorities, before main's rule at 32766), got %d", p.Min+1, MaxRulePriority, p.Max)
+	}
+	c.validateRoutes(l)
+}
+
+// validateRoutes checks what can be checked of routing.routes before any
+// interface is known: syntax, families, ranges and which fields go
+// together. Whether a gateway is on its interface's subnet is checked
+// when the route is applied.
+func (c *Config) validateRoutes(l *errorList) {
+	type routeKey struct {
+		table, metric int64
+		dst           netip.Prefix
+	}
+	seen := map[routeKey]int{}
+	for i := range c.Routing.Routes {
+		r := &c.Routing.Routes[i]
+		k := fmt.Sprintf("routing.routes[%d]", i)
+		at := []string{k}
+		r.Type = strings.ToLower(r.Type)
+		if r.Type == "" {
+			r.Type = "unicast"
+		}
+		r.Pref = strings.ToLower(r.Pref)
+		if !slices.Contains(RouteTypes, r.Type) {
+			c.problemf(l, k+".type", at, "unknown route type %q (want %s)", r.Type, strings.Join(RouteTypes, ", "))
+			continue
+		}
+		if r.Interface != "" && !ValidInterfaceName(r.Interface) {
+			c.problemf(l, k+".interface", at, "%q is not an interface name (1-15 of A-Z a-z 0-9 . _ -; no globs)", r.Interface)
+		}
+		// The family: from the destination, else from the addresses.
+		var fam int // 4 or 6; 0 unknown
+		famOf := func(a netip.Addr) int {
+			if a.Is4() {
+				return 4
+			}
+			return 6
+		}
+		var dst netip.Prefix
+		switch d := strings.ToLower(strings.TrimSpace(r.Destination)); {
+		case d == "":
+			c.problemf(l, k+".destination", at, `must be a prefix such as 192.0.2.0/24 or 2001:db8::/32, an address, or "default"`)
+		case d == "default":
+		default:
+			var err error
+			if dst, err = netip.ParsePrefix(d); err != nil {
+				a, aerr := netip.ParseAddr(d)
+				if aerr != nil || a.Zone() != "" {
+					c.problemf(l, k+".destination", at, `%q is not a prefix such as 192.0.2.0/24 or 2001:db8::/32, an address, or "default"`, r.Destination)
+					break
+				}
+				dst = netip.PrefixFrom(a, a.BitLen())
+			}
+			if dst.Addr().Is4In6() {
+				c.problemf(l, k+".destination", at, "%q: write an IPv4 prefix without the ::ffff: form", r.Destination)
+				dst = netip.Prefix{}
+				break
+			}
+			if dst != dst.Masked() {
+				c.problemf(l, k+".destination", at, "%q has host bits set (the network is %s)", r.Destination, dst.Masked())
+				dst = netip.Prefix{}
+				break
+			}
+			fam = famOf(dst.Addr())
+		}
+		addr := func(key, s string) (netip.Addr, bool) {
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.Zone() != "" || a.Is4In6() {
+				c.problemf(l, key, at, "%q is not an IP address", s)
+				return netip.Addr{}, false
+			}
+			if fam == 0 {
+				fam = famOf(a)
+			} else if famOf(a) != fam {
+				c.problemf(l, key, at, "%s is IPv%d but the route is IPv%d", a, famOf(a), fam)
+				return netip.Addr{}, false
+			}
+			return a, true
+		}
+		unicast := r.Type == "unicast"
+		if r.Gateway != "" {
+			if !unicast {
+				c.problemf(l, k+".gateway", at, "a %s route has no gateway", r.Type)
+			} else if gw, ok := addr(k+".gateway", r.Gateway); ok && gw.IsUnspecified() {
+				c.problemf(l, k+".gateway", at, "%s is not a gateway", gw)
+			}
+		}
+		if len(r.NextHops) > 0 {
+			switch {
+			case !unicast:
+				c.problemf(l, k+".nexthops", at, "a %s route has no next hops", r.Type)
+			case r.Gateway != "":
+				c.problemf(l, k+".nexthops", at, "gateway and nexthops exclude each other (one next hop: gateway; several: nexthops)")
+			case len(r.NextHops) < 2:
+				c.problemf(l, k+".nexthops", at, "needs two or more next hops (for one use gateway)")
+			}
+			hops := map[netip.Addr]int{}
+			for j, h := range r.NextHops {
+				hk := fmt.Sprintf("%s.nexthops[%d]", k, j)
+				hat := []string{hk, k}
+				if h.Gateway == "" {
+					c.problemf(l, hk+".gateway", hat, "required: the next hop's gateway address")
+				} else if gw, ok := addr(hk+".gateway", h.Gateway); ok {
+					if o, dup := hops[gw]; dup {
+						c.problemf(l, hk+".gateway", hat, "%s is listed twice (also %s.nexthops[%d])", gw, k, o)
+					}
+					hops[gw] = j
+				}
+				if h.Interface != "" && !ValidInterfaceName(h.Interface) {
+					c.problemf(l, hk+".interface", hat, "%q is not an interface name (1-15 of A-Z a-z 0-9 . _ -; no globs)", h.Interface)
+				}
+				if h.Weight < 0 || h.Weight > 256 {
+					c.problemf(l, hk+".weight", hat, "must be 1-256 (0 means 1), got %d", h.Weight)
+				}
+			}
+		}
+		if unicast && r.Gateway == "" && len(r.NextHops) == 0 && r.Interface == "" {
+			c.problemf(l, k, nil, "a unicast route needs gateway, nexthops or interface (or type blackhole, unreachable or prohibit)")
+		}
+		if r.Src != "" {
+			addr(k+".src", r.Src)
+		}
+		if r.Pref != "" {
+			switch {
+			case !slices.Contains(RoutePrefs, r.Pref):
+				c.problemf(l, k+".pref", at, "unknown preference %q (want %s)", r.Pref, strings.Join(RoutePrefs, ", "))
+			case fam == 4:
+				c.problemf(l, k+".pref", at, "pref is for IPv6 routes only")
+			case fam == 0:
+				fam = 6
+			}
+		}
+		if fam == 0 && !dst.IsValid() && strings.EqualFold(strings.TrimSpace(r.Destination), "default") {
+			c.problemf(l, k+".destination", at, `"default" of which family? Give a gateway or src, or write 0.0.0.0/0 or ::/0`)
+			continue
+		}
+		if r.Metric < 0 || r.Metric > MaxUint32 {
+			c.problemf(l, k+".metric", at, "must be 0-%d, got %d", int64(MaxUint32), r.Metric)
+		}
+		if r.Table < 0 || r.Table > MaxUint32 || r.Table == 255 {
+			c.problemf(l, k+".table", at, "must be 0 (main), 1-254 or 256-%d (255 is the local table), got %d", int64(MaxUint32), r.Table)
+		}
+		if fam == 0 {
+			continue
+		}
+		if !dst.IsValid() {
+			dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			if fam == 6 {
+				dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			}
+		}
+		table := r.Table
+		if table == 0 {
+			table = 254
+		}
+		rk := routeKey{table: table, metric: r.Metric, dst: dst}
+		if o, dup := seen[rk]; dup {
+			c.problemf(l, k+".destination", at, "%s in table %d with metric %d is also routing.routes[%d]; one would replace the other", dst, table, r.Metric, o)
+			continue
+		}
+		seen[rk] = i
 	}
 }
 
