@@ -116,9 +116,22 @@ func daemonEnv(extra ...string) []string {
 func startDaemon(tb testing.TB, ns *nettest.NetNS, cfg string, env []string, args ...string) *daemon {
 	tb.Helper()
 	full := append([]string{"netns", "exec", ns.Name, netevdBin, "--config", cfg, "--log-format", "json"}, args...)
-	d := &daemon{tb: tb, done: make(chan struct{})}
-	d.cmd = exec.Command("ip", full...)
-	d.cmd.Env = daemonEnv(env...)
+	cmd := exec.Command("ip", full...)
+	cmd.Env = daemonEnv(env...)
+	return runDaemonCmd(tb, cmd, "ip netns exec")
+}
+
+// insideBus is the bus variable of a daemon started inside a private mount
+// namespace whose /run holds the private system bus.
+const insideBus = "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket"
+
+// runDaemonCmd starts cmd, which must exec the daemon in place (via names
+// the wrapper, for the error message), and waits until it logs "ready".
+// The daemon is killed in tb.Cleanup if the test did not stop it, and its
+// log is printed if the test failed.
+func runDaemonCmd(tb testing.TB, cmd *exec.Cmd, via string) *daemon {
+	tb.Helper()
+	d := &daemon{tb: tb, done: make(chan struct{}), cmd: cmd}
 	d.cmd.Stdout = d
 	d.cmd.Stderr = d
 	d.cmd.WaitDelay = 5 * time.Second
@@ -144,7 +157,7 @@ func startDaemon(tb testing.TB, ns *nettest.NetNS, cfg string, env []string, arg
 	})
 	d.waitLog("the daemon's \"ready\" log line", func(r logRec) bool { return r.msg() == "ready" })
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", d.pid())); err != nil || strings.TrimSpace(string(comm)) != "netevd" {
-		tb.Fatalf("PID %d is not the daemon (comm %q, %v): ip netns exec did not exec in place", d.pid(), comm, err)
+		tb.Fatalf("PID %d is not the daemon (comm %q, %v): %s did not exec in place", d.pid(), comm, err, via)
 	}
 	return d
 }

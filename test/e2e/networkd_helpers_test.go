@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/netevd/netevd/internal/action/script"
 	"github.com/netevd/netevd/internal/nettest"
@@ -85,36 +82,9 @@ func newNDLab(t *testing.T, emitJSON bool) *ndLab {
 // ready, kills it in cleanup and prints its log if the test failed.
 func (l *ndLab) startDaemon() *daemon {
 	l.tb.Helper()
-	tb := l.tb
-	d := &daemon{tb: tb, done: make(chan struct{})}
-	d.cmd = l.nd.Command(netevdBin, "--config", l.cfgPath, "--log-format", "json")
-	d.cmd.Env = daemonEnv("DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket")
-	d.cmd.Stdout, d.cmd.Stderr = d, d
-	d.cmd.WaitDelay = 5 * time.Second
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatalf("start daemon: %v", err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	tb.Cleanup(func() {
-		if !d.exited() {
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-		if tb.Failed() {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			lines := d.raw[max(0, len(d.raw)-maxLogDump):]
-			tb.Logf("daemon (PID %d) output, the last %d of %d lines:\n%s",
-				d.cmd.Process.Pid, len(lines), len(d.raw), strings.Join(lines, "\n"))
-		}
-	})
-	d.waitLog("the daemon's \"ready\" log line", func(r logRec) bool { return r.msg() == "ready" })
-	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", d.pid())); err != nil || strings.TrimSpace(string(comm)) != "netevd" {
-		tb.Fatalf("PID %d is not the daemon (comm %q, %v): nsenter did not exec in place", d.pid(), comm, err)
-	}
+	cmd := l.nd.Command(netevdBin, "--config", l.cfgPath, "--log-format", "json")
+	cmd.Env = daemonEnv(insideBus)
+	d := runDaemonCmd(l.tb, cmd, "nsenter")
 	d.waitLog("the systemd-networkd backend", func(r logRec) bool {
 		return r.msg() == "backend" && r.str("backend") == "systemd-networkd"
 	})

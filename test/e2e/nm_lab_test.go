@@ -315,35 +315,8 @@ func (l *nmLab) waitDevice(state string) {
 // test failed.
 func (l *nmLab) startDaemon() *daemon {
 	l.t.Helper()
-	tb := l.t
-	d := &daemon{tb: tb, done: make(chan struct{})}
-	d.cmd = l.inside(netevdBin, "--config", l.cfgPath, "--log-format", "json")
-	d.cmd.Env = daemonEnv("DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket")
-	d.cmd.Stdout, d.cmd.Stderr = d, d
-	d.cmd.WaitDelay = 5 * time.Second
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatalf("start daemon: %v", err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	tb.Cleanup(func() {
-		if !d.exited() {
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-		if tb.Failed() {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			lines := d.raw[max(0, len(d.raw)-maxLogDump):]
-			tb.Logf("daemon (PID %d) output, the last %d of %d lines:\n%s",
-				d.cmd.Process.Pid, len(lines), len(d.raw), strings.Join(lines, "\n"))
-		}
-	})
-	d.waitLog("the daemon's \"ready\" log line", func(r logRec) bool { return r.msg() == "ready" })
-	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", d.pid())); err != nil || strings.TrimSpace(string(comm)) != "netevd" {
-		tb.Fatalf("PID %d is not the daemon (comm %q, %v): nsenter did not exec in place", d.pid(), comm, err)
-	}
+	cmd := l.inside(netevdBin, "--config", l.cfgPath, "--log-format", "json")
+	cmd.Env = daemonEnv(insideBus)
+	d := runDaemonCmd(l.t, cmd, "nsenter")
 	return d
 }
