@@ -15,9 +15,11 @@ import (
 
 // TestTwoUplinks is the multi-homed host of issue 4: host has up1 (to
 // router r1) and up2 (to router r2), both with default routes, up1's
-// preferred. A client behind r2 pings host's up2 address. r1 has no route
-// to the client, so a reply that leaves through up1 is dropped: without
-// policy routing the ping fails, with it the reply leaves through up2.
+// preferred. A client behind r2 pings host's up2 address. r1 could forward
+// a reply to the client (it has a route through r2) but, like an upstream
+// with source filtering, drops packets from up1's side whose source is not
+// up1's subnet: without policy routing the reply leaves through up1 and is
+// dropped, with it the reply leaves through up2.
 func TestTwoUplinks(t *testing.T) {
 	if _, err := exec.LookPath("ping"); err != nil {
 		t.Skip("ping is not installed (iputils-ping; scripts/install-test-deps.sh)")
@@ -27,6 +29,7 @@ func TestTwoUplinks(t *testing.T) {
 	nettest.VethPair(t, host, r1, "up1", 11, "h1", 21)
 	nettest.VethPair(t, host, r2, "up2", 12, "h2", 22)
 	nettest.VethPair(t, r2, client, "c", 23, "eth0", 33)
+	nettest.VethPair(t, r1, r2, "x1", 24, "x2", 25)
 	host.Batch([]string{
 		"link set up1 up", "link set up2 up",
 		"addr add 10.1.0.2/24 dev up1", "addr add 2001:db8:1::2/64 dev up1 nodad",
@@ -37,11 +40,17 @@ func TestTwoUplinks(t *testing.T) {
 		"route add ::/0 via fe80::2 dev up2 metric 200",
 	})
 	r1.Batch([]string{
-		"link set h1 up",
+		"link set h1 up", "link set x1 up",
 		"addr add 10.1.0.1/24 dev h1", "addr add 2001:db8:1::1/64 dev h1 nodad", "addr add fe80::1/64 dev h1 nodad",
+		"addr add 10.12.0.1/30 dev x1", "addr add 2001:db8:12::1/64 dev x1 nodad",
+		"route add 10.20.0.0/24 via 10.12.0.2", "route add 2001:db8:20::/64 via 2001:db8:12::2",
+		// Source filtering: from up1's side only up1's subnet may pass.
+		"rule add iif h1 from 10.2.0.0/24 prohibit",
 	})
+	r1.Run("-6", "rule", "add", "iif", "h1", "from", "2001:db8:2::/64", "prohibit")
 	r2.Batch([]string{
-		"link set h2 up", "link set c up",
+		"link set h2 up", "link set c up", "link set x2 up",
+		"addr add 10.12.0.2/30 dev x2", "addr add 2001:db8:12::2/64 dev x2 nodad",
 		"addr add 10.2.0.1/24 dev h2", "addr add 2001:db8:2::1/64 dev h2 nodad", "addr add fe80::2/64 dev h2 nodad",
 		"addr add 10.20.0.1/24 dev c", "addr add 2001:db8:20::1/64 dev c nodad",
 	})
