@@ -92,12 +92,7 @@ func (r *Router) ReplaceSpec(ctx context.Context, s RouteSpec) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.execute(ctx, netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_NEWROUTE,
-			Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Replace},
-		Data: b,
-	})
-	if err != nil {
+	if err := r.routeRequest(ctx, unix.RTM_NEWROUTE, b); err != nil {
 		return fmt.Errorf("replace route %s in %s: %w", FormatSpec(s, nil), r.ns, err)
 	}
 	return nil
@@ -111,11 +106,7 @@ func (r *Router) DeleteSpec(ctx context.Context, s RouteSpec) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.execute(ctx, netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_DELROUTE, Flags: netlink.Request | netlink.Acknowledge},
-		Data:   b,
-	})
-	if err != nil {
+	if err := r.routeRequest(ctx, unix.RTM_DELROUTE, b); err != nil {
 		return fmt.Errorf("delete route %s in %s: %w", FormatSpec(s, nil), r.ns, err)
 	}
 	return nil
@@ -124,27 +115,15 @@ func (r *Router) DeleteSpec(ctx context.Context, s RouteSpec) error {
 // ListSpecs returns the unicast, blackhole, unreachable and prohibit
 // routes of both families in table, cached clones left out.
 func (r *Router) ListSpecs(ctx context.Context, table uint32) ([]RouteSpec, error) {
-	msgs, err := r.execute(ctx, netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_GETROUTE, Flags: netlink.Request | netlink.Dump},
-		Data:   make([]byte, sizeofRtmsg),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list routes in %s: %w", r.ns, err)
-	}
 	var out []RouteSpec
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWROUTE {
-			continue
-		}
-		s, err := decodeSpec(m.Data)
-		if err != nil {
-			return nil, fmt.Errorf("list routes in %s: %w", r.ns, err)
-		}
+	err := r.eachRoute(ctx, func(b []byte) error {
+		s, err := decodeSpec(b)
 		if s != nil && s.Table == table {
 			out = append(out, *s)
 		}
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 func specMessage(s RouteSpec, del bool) ([]byte, error) {

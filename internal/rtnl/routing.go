@@ -205,12 +205,7 @@ func (r *Router) RouteReplace(ctx context.Context, route event.Route) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.execute(ctx, netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_NEWROUTE,
-			Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Replace},
-		Data: b,
-	})
-	if err != nil {
+	if err := r.routeRequest(ctx, unix.RTM_NEWROUTE, b); err != nil {
 		return fmt.Errorf("replace route %s in %s: %w", FormatRoute(route, ""), r.ns, err)
 	}
 	return nil
@@ -224,11 +219,7 @@ func (r *Router) RouteDel(ctx context.Context, route event.Route) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.execute(ctx, netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_DELROUTE, Flags: netlink.Request | netlink.Acknowledge},
-		Data:   b,
-	})
-	if err != nil {
+	if err := r.routeRequest(ctx, unix.RTM_DELROUTE, b); err != nil {
 		return fmt.Errorf("delete route %s in %s: %w", FormatRoute(route, ""), r.ns, err)
 	}
 	return nil
@@ -237,29 +228,49 @@ func (r *Router) RouteDel(ctx context.Context, route event.Route) error {
 // RouteList returns the routes in table, as Dump reports them (noise such
 // as cached clones filtered, a multipath route as one Route per next hop).
 func (r *Router) RouteList(ctx context.Context, table uint32) ([]event.Route, error) {
-	msgs, err := r.execute(ctx, netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_GETROUTE, Flags: netlink.Request | netlink.Dump},
-		Data:   make([]byte, sizeofRtmsg),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list routes in %s: %w", r.ns, err)
-	}
 	var routes []event.Route
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWROUTE {
-			continue
-		}
-		rs, err := decodeRoute(m.Data)
-		if err != nil {
-			return nil, fmt.Errorf("list routes in %s: %w", r.ns, err)
-		}
+	err := r.eachRoute(ctx, func(b []byte) error {
+		rs, err := decodeRoute(b)
 		for _, rt := range rs {
 			if rt.Table == table {
 				routes = append(routes, rt)
 			}
 		}
+		return err
+	})
+	return routes, err
+}
+
+// routeRequest sends an RTM_NEWROUTE (create or replace) or RTM_DELROUTE
+// request and waits for the kernel's acknowledgement.
+func (r *Router) routeRequest(ctx context.Context, typ uint16, data []byte) error {
+	flags := netlink.Request | netlink.Acknowledge
+	if typ == unix.RTM_NEWROUTE {
+		flags |= netlink.Create | netlink.Replace
 	}
-	return routes, nil
+	_, err := r.execute(ctx, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags}, Data: data})
+	return err
+}
+
+// eachRoute dumps the routes of both families in every table and calls
+// decode with each route message's payload.
+func (r *Router) eachRoute(ctx context.Context, decode func([]byte) error) error {
+	msgs, err := r.execute(ctx, netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_GETROUTE, Flags: netlink.Request | netlink.Dump},
+		Data:   make([]byte, sizeofRtmsg),
+	})
+	if err != nil {
+		return fmt.Errorf("list routes in %s: %w", r.ns, err)
+	}
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			continue
+		}
+		if err := decode(m.Data); err != nil {
+			return fmt.Errorf("list routes in %s: %w", r.ns, err)
+		}
+	}
+	return nil
 }
 
 func routeMessage(route event.Route, del bool) ([]byte, error) {
