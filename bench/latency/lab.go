@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/netevd/netevd/bench/host"
 	"github.com/netevd/netevd/internal/event"
 	"github.com/netevd/netevd/internal/rtnl"
 )
@@ -97,7 +98,7 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 	}
 	// veth0 is up in the daemon's namespace; it has carrier only while vp0
 	// is up, which the harness controls.
-	if err := ipBatch(b.nsD,
+	if err := host.IPBatch(b.nsD,
 		fmt.Sprintf("link add %s index %d type veth peer name %s index %d netns %s", linkName, linkIdx, peerName, peerIdx, b.nsP),
 		"link set "+linkName+" up",
 	); err != nil {
@@ -415,29 +416,16 @@ func ip(args ...string) error {
 	return nil
 }
 
-// ipBatch runs ip commands (without the leading "ip") in namespace ns.
-func ipBatch(ns string, lines ...string) error {
-	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ip -n %s -batch (%s): %w: %s", ns, strings.Join(lines, "; "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
 // environment describes the machine for the report.
 func (b *bench) environment() envInfo {
 	e := envInfo{
 		goVersion: runtime.Version(),
 		cpus:      runtime.NumCPU(),
 		probe:     b.probe.kind,
-		loadStart: loadAvg(),
+		loadStart: host.LoadAvg(),
 		daemonEnv: strings.Join(b.o.env, " "),
 	}
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		e.kernel = utsString(u.Release[:])
-	}
+	e.kernel = host.KernelRelease()
 	if out, err := exec.Command(b.netevd, "version").Output(); err == nil {
 		e.netevd = strings.TrimSpace(string(out))
 	}
@@ -445,28 +433,4 @@ func (b *bench) environment() envInfo {
 		e.binSize = fi.Size()
 	}
 	return e
-}
-
-func utsString(f []int8) string {
-	var sb strings.Builder
-	for _, c := range f {
-		if c == 0 {
-			break
-		}
-		sb.WriteByte(byte(c))
-	}
-	return sb.String()
-}
-
-// loadAvg returns the first three fields of /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/netevd/netevd/bench/host"
 )
 
 type options struct {
@@ -142,7 +144,7 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("%s phase: %w", ph.name, err)
 		}
 	}
-	rep.env.loadEnd = loadAvg()
+	rep.env.loadEnd = host.LoadAvg()
 	rep.write(os.Stdout)
 	return nil
 }

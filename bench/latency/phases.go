@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netevd/netevd/bench/host"
 	"github.com/netevd/netevd/internal/rtnl"
 )
 
@@ -219,7 +220,7 @@ func (b *bench) floorRun(ctx context.Context, cmd *exec.Cmd, withPipes bool) (in
 // and counts what the daemon forks and how its CPU time and memory move.
 func (b *bench) noScriptPhase(ctx context.Context, rep *report) error {
 	// A few more links: lo, and two veth pairs inside the namespace.
-	if err := ipBatch(b.nsD,
+	if err := host.IPBatch(b.nsD,
 		"link set lo up",
 		"link add a1 index 11 type veth peer name b1 index 12",
 		"link add a2 index 13 type veth peer name b2 index 14",

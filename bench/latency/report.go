@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/netevd/netevd/bench/sample"
 )
 
 // envInfo describes the machine and the build.
@@ -72,7 +74,7 @@ func (r *report) writeLatency(p func(string, ...any)) {
 			return
 		}
 		s := summarize(ns)
-		p("| %s | %d | %s | %s | %s | %s | %s |", name, s.n, ms(s.min), ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max))
+		p("| %s | %d | %s | %s | %s | %s | %s |", name, s.n, sample.MS(s.min), sample.MS(s.p50), sample.MS(s.p95), sample.MS(s.p99), sample.MS(s.max))
 	}
 	row("**carrier on: change → carrier.d script**", r.up.total)
 	row("carrier on: change → harness monitor reads RTM_NEWLINK", r.up.kernel)
@@ -92,10 +94,10 @@ func (r *report) writeLatency(p func(string, ...any)) {
 			verdict = "NOT met"
 		}
 		p("- carrier.d p50 − floor p50 (bare, after an idle gap) = **%s ms** (target ≤ 1 ms: %s); against the runner-like floor %s ms, against the back-to-back floor %s ms.",
-			ms(up.p50-bare.p50), verdict, ms(up.p50-like.p50), ms(up.p50-hot.p50))
+			sample.MS(up.p50-bare.p50), verdict, sample.MS(up.p50-like.p50), sample.MS(up.p50-hot.p50))
 	}
 	if n := summarize(r.up.netevd); n.n > 0 && like.n > 0 {
-		p("- monitor read → carrier.d p50 minus the runner-like floor p50: %s ms (netevd's own work, plus waking its thread).", ms(n.p50-like.p50))
+		p("- monitor read → carrier.d p50 minus the runner-like floor p50: %s ms (netevd's own work, plus waking its thread).", sample.MS(n.p50-like.p50))
 	}
 	if f := r.latencyForks; r.latencyFlaps > 0 {
 		p("- the daemon forked %d processes (%d of them exec'd) and %d threads during the %d flaps; expected %d processes (one per edge). %s",

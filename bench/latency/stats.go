@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/netevd/netevd/bench/sample"
 )
 
 // summary holds order statistics of a sample of durations in nanoseconds.
@@ -29,23 +31,13 @@ func summarize(ns []int64) summary {
 	return summary{
 		n:   len(s),
 		min: s[0],
-		p50: rank(s, 50),
-		p95: rank(s, 95),
-		p99: rank(s, 99),
+		p50: sample.Rank(s, 50),
+		p95: sample.Rank(s, 95),
+		p99: sample.Rank(s, 99),
 		max: s[len(s)-1],
 		avg: sum / int64(len(s)),
 	}
 }
-
-// rank returns the nearest-rank p-th percentile of the sorted sample s:
-// the smallest value with at least p% of the sample at or below it.
-func rank(s []int64, p int) int64 {
-	i := (p*len(s) + 99) / 100 // ceil(p/100 * n)
-	return s[max(i, 1)-1]
-}
-
-// ms formats nanoseconds as milliseconds with three decimals.
-func ms(ns int64) string { return strconv.FormatFloat(float64(ns)/1e6, 'f', 3, 64) }
 
 // procInfo is what /proc says about a process's memory and CPU time.
 type procInfo struct {

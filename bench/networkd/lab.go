@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netevd/netevd/bench/host"
 	"github.com/netevd/netevd/internal/rtnl"
 	"github.com/netevd/netevd/internal/sdbus"
 )
@@ -153,7 +154,7 @@ func newLab(ctx context.Context, o options) (*lab, error) {
 	}
 	// veth0 appears after networkd started, as hotplugged links do, and is
 	// up; it has carrier only while vp0 is up, which the harness controls.
-	if err := ipBatch(l.nsD,
+	if err := host.IPBatch(l.nsD,
 		fmt.Sprintf("link add %s index %d type veth peer name %s index %d netns %s", linkName, linkIdx, peerName, peerIdx, l.nsP),
 		"link set "+linkName+" up",
 	); err != nil {
@@ -520,31 +521,18 @@ func runCmd(argv ...string) error {
 	return nil
 }
 
-// ipBatch runs ip commands (without the leading "ip") in namespace ns.
-func ipBatch(ns string, lines ...string) error {
-	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ip -n %s -batch (%s): %w: %s", ns, strings.Join(lines, "; "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
 // environment describes the machine and the versions for the report.
 func (l *lab) environment() envInfo {
 	e := envInfo{
 		goVersion: runtime.Version(),
 		cpus:      runtime.NumCPU(),
-		loadStart: loadAvg(),
+		loadStart: host.LoadAvg(),
 		driver:    l.o.driver,
 		emitJSON:  l.o.emitJSON,
 		gap:       l.o.gap,
 		daemonEnv: l.o.env.String(),
 	}
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		e.kernel = utsString(u.Release[:])
-	}
+	e.kernel = host.KernelRelease()
 	out := func(argv ...string) string {
 		b, err := exec.Command(argv[0], argv[1:]...).Output()
 		if err != nil {
@@ -559,28 +547,4 @@ func (l *lab) environment() envInfo {
 	e.python = out("/usr/bin/python3", "--version")
 	e.bash = out("/bin/bash", "-c", "echo $BASH_VERSION")
 	return e
-}
-
-func utsString(f []int8) string {
-	var sb strings.Builder
-	for _, c := range f {
-		if c == 0 {
-			break
-		}
-		sb.WriteByte(byte(c))
-	}
-	return sb.String()
-}
-
-// loadAvg returns the first three fields of /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -51,6 +51,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/netevd/netevd/bench/host"
 )
 
 type options struct {
@@ -138,7 +140,7 @@ func run(ctx context.Context, o options) error {
 	if err := l.runFlaps(ctx, rep); err != nil {
 		return err
 	}
-	rep.env.loadEnd = loadAvg()
+	rep.env.loadEnd = host.LoadAvg()
 	rep.netevdBackend = l.netevdBackendLine()
 	if l.busctl != nil {
 		l.busctl.stop() // flushes its output

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/netevd/netevd/bench/sample"
 )
 
 // envInfo describes the machine, the versions and the settings.
@@ -122,7 +124,7 @@ func (r *report) write(w io.Writer) {
 			return
 		}
 		st := summarize(s)
-		p("| %s | %d | %s | %s | %s | %s |", name, st.n, ms(st.min), ms(st.p50), ms(st.p95), ms(st.max))
+		p("| %s | %d | %s | %s | %s | %s |", name, st.n, sample.MS(st.min), sample.MS(st.p50), sample.MS(st.p95), sample.MS(st.max))
 	}
 	row("**netevd: signal → script**", a.sigToScript[nameNetevd])
 	row("networkd-dispatcher: signal → script", a.sigToScript[nameDispatcher])
@@ -144,7 +146,7 @@ func (r *report) write(w io.Writer) {
 	share := map[string]string{}
 	for _, name := range []string{nameNetevd, nameDispatcher} {
 		if s := a.sigToScript[name]; len(s) > 0 && fl.n > 0 {
-			share[name] = ms(summarize(s).p50-fl.p50) + " ms"
+			share[name] = sample.MS(summarize(s).p50-fl.p50) + " ms"
 		} else {
 			share[name] = "–"
 		}
@@ -182,13 +184,13 @@ func (r *report) writeRaw(path string) error {
 	sb.WriteString("flap\tup_unix_ns\tack_ms\tsignal_ms\tnetevd_ms\tnetworkd_dispatcher_ms\tfloor_ms\tnetevd_backend\n")
 	rel := func(f flapResult, name string) string {
 		if run, ok := f.runs[name]; ok {
-			return ms(run.at - f.up)
+			return sample.MS(run.at - f.up)
 		}
 		return "NA"
 	}
 	for _, f := range r.flaps {
-		fmt.Fprintf(&sb, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", f.n, f.up, ms(f.ack-f.up), ms(f.signal-f.up),
-			rel(f, nameNetevd), rel(f, nameDispatcher), ms(f.floor), f.runs[nameNetevd].backend)
+		fmt.Fprintf(&sb, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", f.n, f.up, sample.MS(f.ack-f.up), sample.MS(f.signal-f.up),
+			rel(f, nameNetevd), rel(f, nameDispatcher), sample.MS(f.floor), f.runs[nameNetevd].backend)
 	}
 	return os.WriteFile(path, []byte(sb.String()), 0o644)
 }
@@ -255,15 +257,5 @@ func summarize(s series) summary {
 	}
 	v := slices.Clone(s)
 	slices.Sort(v)
-	return summary{n: len(v), min: v[0], p50: rank(v, 50), p95: rank(v, 95), max: v[len(v)-1]}
+	return summary{n: len(v), min: v[0], p50: sample.Rank(v, 50), p95: sample.Rank(v, 95), max: v[len(v)-1]}
 }
-
-// rank returns the nearest-rank p-th percentile of the sorted sample s:
-// the smallest value with at least p% of the sample at or below it.
-func rank(s []int64, p int) int64 {
-	i := (p*len(s) + 99) / 100 // ceil(p/100 * n)
-	return s[max(i, 1)-1]
-}
-
-// ms formats nanoseconds as milliseconds with three decimals.
-func ms(ns int64) string { return strconv.FormatFloat(float64(ns)/1e6, 'f', 3, 64) }
